@@ -1,0 +1,54 @@
+# LoKey: the two quick-start commands are `make run` and `make test`.
+# Everything lands in .venv, created from the python3 on PATH when missing.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# pytest-xdist workers: CI machines have 2 cores
+WORKERS ?= auto
+
+.PHONY: run test lint format arch type unit conformance bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Stamps re-run the install when pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@ $(VENV)/.installed
+
+run: $(VENV)/.installed
+	$(BIN)/python -m sim.atecc608a
+
+test: $(VENV)/.installed-dev lint arch type unit
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(VENV)/.installed-dev
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+arch: $(VENV)/.installed-dev
+	$(BIN)/lint-imports
+
+type: $(VENV)/.installed-dev
+	$(BIN)/mypy
+
+unit: $(VENV)/.installed-dev
+	$(BIN)/pytest -n $(WORKERS) -q
+
+conformance: $(VENV)/.installed-dev
+	$(BIN)/pytest -q conformance --bus 'sim://atecc608a'
+
+bench: $(VENV)/.installed
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build dist *.egg-info

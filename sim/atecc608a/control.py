@@ -1,0 +1,238 @@
+"""The typed control surface of the emulated chip, separate from the bytes on the bus.
+
+Tests use it the way Zephyr tests use an emulator's backend API: set lock presets, power-cycle,
+script the noise source, inject chip faults and inspect state, without sending a single command.
+Nothing here is reachable from the bus.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from sim.atecc608a.faults import ChipFault, RngHealthFailure, SelfTestFailure
+from sim.atecc608a.memory import LOCK_CONFIG_BYTE, LOCK_VALUE_BYTE, UNLOCKED
+
+if TYPE_CHECKING:
+    from sim.atecc608a.chip import ATECC608A, _InstalledFault
+
+__all__ = ["ChipControl", "ChipState", "CommandRecord", "FaultHandle", "LockState"]
+
+_LOCKED = 0x00  # §7.4
+
+
+class LockState(enum.Enum):
+    """Lock presets (§7.4): which of LockConfig (byte 87) and LockValue (byte 86) are 0x00."""
+
+    UNLOCKED = "unlocked"
+    CONFIG_LOCKED = "config-locked"
+    LOCKED = "locked"
+
+
+@dataclass(frozen=True)
+class CommandRecord:
+    """One command the chip parsed: what came in and the shape of what went out.
+
+    Response payloads are not kept (they may be random bytes); ``status`` is the status byte of
+    a 4-byte group, None for a data response or when there was no response at all.
+    """
+
+    t: float
+    opcode: int | None
+    param1: int | None
+    param2: int | None
+    data_length: int
+    status: int | None
+    response_length: int
+    faults: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ChipState:
+    """A snapshot of the chip for assertions."""
+
+    power: str  # "sleep", "idle", "waking", "busy" or "awake"
+    config_locked: bool
+    data_locked: bool
+    failure: int  # latched self-test failure bitmap; non-zero means Failure state
+    health_failed: bool
+    latch: bool
+    tempkey_valid: bool
+    sha_in_progress: bool
+    pending_input: bytes
+    output: bytes
+    read_pointer: int
+    watchdog_remaining_s: float | None
+    moved_to_address: int | None
+    counters: tuple[int, int]
+    commands_executed: int
+
+
+@dataclass(frozen=True)
+class FaultHandle:
+    """What :meth:`ChipControl.inject` returns; pass it to :meth:`ChipControl.remove`."""
+
+    fault: ChipFault
+    _installed: _InstalledFault
+
+    @property
+    def fired(self) -> int:
+        """How many commands (or wake pulses) the fault has affected so far."""
+        return self._installed.fired
+
+    @property
+    def active(self) -> bool:
+        return self._installed.remaining != 0
+
+
+class ChipControl:
+    """Test-side handle on one :class:`~sim.atecc608a.chip.ATECC608A` (``chip.control``)."""
+
+    def __init__(self, chip: ATECC608A) -> None:
+        self._chip = chip
+
+    # --- inspection ---------------------------------------------------------------------------
+    def state(self) -> ChipState:
+        chip = self._chip
+        with chip._lock:
+            now = chip._clock.monotonic()
+            chip._advance(now)
+            power = chip._power.value
+            remaining: float | None = None
+            if chip._power.value == "awake":
+                remaining = chip._wake_at + chip._watchdog_s - now
+                if now < chip._ready_at:
+                    power = "waking"
+                elif now < chip._busy_until:
+                    power = "busy"
+            engine, memory = chip._engine, chip._memory
+            return ChipState(
+                power=power,
+                config_locked=memory.config_locked,
+                data_locked=memory.data_locked,
+                failure=engine.failure,
+                health_failed=engine.health_latched,
+                latch=engine.latch,
+                tempkey_valid=engine.volatile.tempkey.valid,
+                sha_in_progress=engine.volatile.sha is not None,
+                pending_input=bytes(chip._input),
+                output=chip._output,
+                read_pointer=chip._pointer,
+                watchdog_remaining_s=remaining,
+                moved_to_address=chip._moved_to,
+                counters=(memory.counters[0], memory.counters[1]),
+                commands_executed=chip._commands_executed,
+            )
+
+    def commands(self) -> list[CommandRecord]:
+        """Every command parsed since construction (the newest 4,096)."""
+        with self._chip._lock:
+            return list(self._chip._log)
+
+    @property
+    def config(self) -> bytes:
+        with self._chip._lock:
+            return bytes(self._chip._memory.config)
+
+    @property
+    def otp(self) -> bytes:
+        with self._chip._lock:
+            return bytes(self._chip._memory.otp)
+
+    @property
+    def data(self) -> bytes:
+        with self._chip._lock:
+            return bytes(self._chip._memory.data)
+
+    # --- presets and power --------------------------------------------------------------------
+    def set_lock_state(self, state: LockState | str) -> None:
+        """Set LockConfig/LockValue directly, as a chip provisioned elsewhere would have them."""
+        try:
+            preset = LockState(state)
+        except ValueError:
+            choices = ", ".join(s.value for s in LockState)
+            raise ValueError(f"unknown lock state {state!r}; choose one of {choices}") from None
+        with self._chip._lock:
+            memory = self._chip._memory
+            was_config_locked = memory.config_locked
+            memory.config[LOCK_CONFIG_BYTE] = UNLOCKED if preset is LockState.UNLOCKED else _LOCKED
+            memory.config[LOCK_VALUE_BYTE] = _LOCKED if preset is LockState.LOCKED else UNLOCKED
+            if memory.config_locked and not was_config_locked:
+                memory.load_counters_from_config()
+
+    def write_config(self, offset: int, data: bytes) -> None:
+        """Overwrite config bytes, bypassing every access rule (manufacturing-style)."""
+        if offset < 0 or offset + len(data) > 128:
+            raise ValueError(f"config bytes {offset}..{offset + len(data) - 1} lie outside 0..127")
+        with self._chip._lock:
+            self._chip._memory.config[offset : offset + len(data)] = data
+
+    def set_i2c_address(self, address: int) -> None:
+        """Program I2C_Address (byte 16); like on the chip it applies at the next sleep (§1.1)."""
+        if not 0x01 <= address <= 0x7F:
+            raise ValueError(f"I2C address must be 7-bit 0x01..0x7F, got 0x{address:02X}")
+        self.write_config(16, bytes((address << 1,)))
+
+    def power_cycle(self) -> None:
+        """Remove and restore power: asleep, SRAM, latch and health-test latch cleared."""
+        with self._chip._lock:
+            self._chip._power_loss()
+
+    def script_random(self, *blocks: bytes) -> None:
+        """Queue exact 32-byte noise-source outputs for the next RNG commands (locked chip)."""
+        for block in blocks:
+            if len(block) != 32:
+                raise ValueError(f"scripted RNG output must be 32 bytes, got {len(block)}")
+        with self._chip._lock:
+            self._chip._scripted.extend(bytes(b) for b in blocks)
+
+    # --- faults -----------------------------------------------------------------------------------
+    def inject(self, fault: ChipFault) -> FaultHandle:
+        if not isinstance(fault, ChipFault):
+            raise TypeError(f"expected a sim.atecc608a fault, got {type(fault).__name__}")
+        from sim.atecc608a.chip import _InstalledFault  # noqa: PLC0415 (cycle: chip uses us)
+
+        chip = self._chip
+        with chip._lock:
+            engine = chip._engine
+            installed = _InstalledFault(fault)
+            if isinstance(fault, RngHealthFailure):
+                engine.health_countdown = fault.after_calls
+                engine.health_clears_on_sleep = fault.clear_on_sleep
+            elif isinstance(fault, SelfTestFailure):
+                engine.failure |= fault.tests
+                if fault.persistent:
+                    engine.selftest_broken |= fault.tests
+                # a transient failure is latched now and clears when the tests run again
+            chip._faults.append(installed)
+            return FaultHandle(fault, installed)
+
+    def remove(self, handle: FaultHandle) -> None:
+        chip = self._chip
+        with chip._lock:
+            if handle._installed in chip._faults:
+                chip._faults.remove(handle._installed)
+            self._forget(handle.fault)
+
+    def clear_faults(self) -> None:
+        """Remove every injected fault. Latched chip states (a failed health test, Failure
+        state) persist until what clears them on real silicon: a power cycle or a wake."""
+        chip = self._chip
+        with chip._lock:
+            for installed in chip._faults:
+                self._forget(installed.fault)
+            chip._faults.clear()
+
+    @property
+    def faults(self) -> tuple[ChipFault, ...]:
+        with self._chip._lock:
+            return tuple(installed.fault for installed in self._chip._faults)
+
+    def _forget(self, fault: ChipFault) -> None:
+        engine = self._chip._engine
+        if isinstance(fault, RngHealthFailure):
+            engine.health_countdown = None
+            engine.health_clears_on_sleep = False
+        elif isinstance(fault, SelfTestFailure) and fault.persistent:
+            engine.selftest_broken &= ~fault.tests
