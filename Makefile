@@ -23,9 +23,9 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.installed
 
 run: $(VENV)/.installed
-	$(BIN)/python -m sim.atecc608a
+	$(BIN)/python -m sim
 
-test: $(VENV)/.installed-dev lint arch type unit
+test: $(VENV)/.installed-dev lint arch type unit conformance
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
@@ -45,7 +45,7 @@ unit: $(VENV)/.installed-dev
 	$(BIN)/pytest -n $(WORKERS) -q
 
 conformance: $(VENV)/.installed-dev
-	$(BIN)/pytest -q conformance --bus 'sim://atecc608a'
+	$(BIN)/pytest -q -p no:cacheprovider conformance --bus 'sim://atecc608a'
 
 bench: $(VENV)/.installed
 	$(BIN)/python -m bench

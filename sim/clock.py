@@ -54,7 +54,7 @@ class VirtualClock:
         self.advance(seconds)
 
     def advance(self, seconds: float) -> float:
-        """Move time forward by ``seconds`` (negative values are refused) and return the new time."""
+        """Move time forward by ``seconds`` (never backwards) and return the new time."""
         if seconds < 0:
             raise ValueError(f"a clock cannot go backwards (advance by {seconds!r} s)")
         with self._lock:

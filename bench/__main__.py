@@ -1,0 +1,14 @@
+"""``python -m bench`` (``make bench``): run every benchmark; exit 1 if one misses its target."""
+
+from __future__ import annotations
+
+from bench import bench_emulator
+
+
+def main() -> int:
+    results = [bench_emulator.main()]
+    return 0 if all(results) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
