@@ -8,7 +8,6 @@ CRC-checked command. Section numbers refer to ``spec/atecc608a.md``; "decision N
 from __future__ import annotations
 
 import hashlib
-import os
 from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -253,7 +252,7 @@ class Engine:
     def _locate(self, zone: int, address: int, wide: bool) -> slice | bytes:
         """The byte range an address names, or a parse-error payload (decision 23)."""
         width = 32 if wide else 4
-        if zone == 0 or zone == 1:
+        if zone in (0, 1):
             words = _CONFIG_WORDS if zone == 0 else _OTP_WORDS
             if address >= words:
                 return PARSE_ERROR
@@ -456,4 +455,3 @@ class Engine:
         failed = cmd.param1 & self.selftest_broken
         self.failure = (self.failure & ~cmd.param1) | failed
         return bytes((failed,))
-

@@ -79,7 +79,9 @@ class ForcedStatus(ChipFault):
         super().__post_init__()
         if self.status not in _FORCIBLE:
             allowed = ", ".join(f"0x{s:02X}" for s in sorted(_FORCIBLE))
-            raise ValueError(f"status 0x{self.status:02X} cannot be forced; choose one of {allowed}")
+            raise ValueError(
+                f"status 0x{self.status:02X} cannot be forced; choose one of {allowed}"
+            )
 
 
 @dataclass(frozen=True)

@@ -84,7 +84,7 @@ class TimingModel:
     watchdog_s: float = 1.3  # §1.7: 1.3 s typical (0.7 min, 1.7 max); ChipMode bit 2 -> x10
     parse_s: float = _PARSE_MS_TYPICAL / 1000
     use_maximum: bool = False
-    instant: bool = False
+    zero_busy: bool = False
     jitter: bool = False
     busy_ms: Mapping[int, float] = field(default_factory=lambda: MappingProxyType({}))
 
@@ -118,7 +118,7 @@ class TimingModel:
     @classmethod
     def instant(cls) -> TimingModel:
         """No wake delay and no busy time; the watchdog still runs (it is part of the protocol)."""
-        return cls(name="instant", wake_delay_s=0.0, parse_s=0.0, instant=True)
+        return cls(name="instant", wake_delay_s=0.0, parse_s=0.0, zero_busy=True)
 
     @classmethod
     def named(cls, name: str) -> TimingModel:
@@ -140,7 +140,7 @@ class TimingModel:
         """How long the chip NACKs after accepting this opcode, before jitter."""
         if opcode in self.busy_ms:
             return self.busy_ms[opcode] / 1000
-        if self.instant:
+        if self.zero_busy:
             return 0.0
         if self.use_maximum:
             return self.exec_max_s(opcode, divider)
