@@ -394,10 +394,14 @@ class ATECC608A:
 
     # --- faults and the noise source ------------------------------------------------------------
     def _take(self, kind: type[ChipFault], opcode: int | None) -> ChipFault | None:
-        """The first installed fault of ``kind`` matching ``opcode``, consuming one use."""
+        """The first installed fault of ``kind`` matching ``opcode``, consuming one use.
+
+        ``opcode`` None (a wake pulse, a group that failed its CRC) matches only faults that are
+        not restricted to an opcode.
+        """
         for installed in self._faults:
             fault = installed.fault
-            if type(fault) is kind and (opcode is None or fault.matches(opcode)):
+            if type(fault) is kind and fault.matches(opcode):
                 installed.fired += 1
                 if installed.remaining is not None:
                     installed.remaining -= 1
@@ -406,11 +410,11 @@ class ATECC608A:
                 return fault
         return None
 
-    def _noise(self) -> bytes:
+    def _noise(self, opcode: int) -> bytes:
         """32 bytes from the noise source: scripted output, a stuck RNG, or the DRBG."""
         if self._scripted:
             return self._scripted.popleft()
-        stuck = self._take(StuckOutput, None)
+        stuck = self._take(StuckOutput, opcode)
         if isinstance(stuck, StuckOutput):
             return stuck.output()
         seed = self.settings.seed

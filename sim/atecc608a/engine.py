@@ -8,7 +8,6 @@ CRC-checked command. Section numbers refer to ``spec/atecc608a.md``; "decision N
 from __future__ import annotations
 
 import hashlib
-from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -96,21 +95,21 @@ class Command:
 class Engine:
     """Executes commands against :class:`Memory` and :class:`Volatile` state.
 
-    ``rng_bytes`` supplies the noise source's 32-byte blocks (a seeded DRBG or the OS CSPRNG).
+    ``rng_bytes`` supplies the noise source's 32-byte blocks (a seeded DRBG or the OS CSPRNG) for
+    the opcode that asks for them.
     """
 
-    def __init__(self, memory: Memory, rng_bytes: Callable[[], bytes]) -> None:
+    def __init__(self, memory: Memory, rng_bytes: Callable[[int], bytes]) -> None:
         self.memory = memory
         self.volatile = Volatile()
         self._rng_bytes = rng_bytes
         # Fault-driven RNG and self-test state, set through the control surface.
-        self.scripted: deque[bytes] = deque()
-        self.stuck_block: bytes | None = None
         self.health_countdown: int | None = None
         self.health_latched = False
         self.health_clears_on_sleep = False
         self.selftest_broken = 0  # SelfTest bitmap of engines that fail when tested
         self.failure = 0  # latched Failure-state bitmap (§10.2)
+        self.failure_at_wake = 0  # transient failures the next wake's self-test reports
         self.latch = False  # Info mode 4 persistent latch
         self._handlers: dict[int, Callable[[Command], bytes]] = {
             Opcode.INFO: self._info,
@@ -160,32 +159,32 @@ class Engine:
     def wake_self_test(self, power_on_test: bool) -> None:
         """At wake from sleep, failed tests run again and clear if they now pass (§10.2)."""
         rerun = self.failure | (SELFTEST_ALL if power_on_test else 0)
-        self.failure = rerun & self.selftest_broken
+        self.failure = (rerun & self.selftest_broken) | self.failure_at_wake
+        self.failure_at_wake = 0
 
     # --- RNG ------------------------------------------------------------------------------------
-    def _rng_block(self) -> bytes | None:
+    def _rng_block(self, opcode: int) -> bytes | None:
         """32 bytes from the noise source, or None when the health test has failed (§5)."""
         if self.health_latched:
             return None
         if self.health_countdown is not None:
             if self.health_countdown == 0:
+                # The test fails once and latches; what clears the latch (decision 16) lets the
+                # RNG work again, so the countdown is spent.
+                self.health_countdown = None
                 self.health_latched = True
                 return None
             self.health_countdown -= 1
         self.volatile.sram_rng = True
         if not self.memory.config_locked:
             return TEST_PATTERN  # §5: the diagnostic pattern until the config zone is locked
-        if self.scripted:
-            return self.scripted.popleft()
-        if self.stuck_block is not None:
-            return self.stuck_block
-        return self._rng_bytes()
+        return self._rng_bytes(opcode)
 
     def _random(self, cmd: Command) -> bytes:
         # Decision 14: mode 0x00 and 0x01 alike; anything else, or param2 != 0, is a parse error.
         if cmd.param1 not in (0x00, 0x01) or cmd.param2 or cmd.data:
             return PARSE_ERROR
-        block = self._rng_block()
+        block = self._rng_block(Opcode.RANDOM)
         if block is None:
             return HEALTH_ERROR
         if cmd.param1 == 0x00:
@@ -434,7 +433,7 @@ class Engine:
             return SUCCESS
         if mode == 0x02 or target or wide_input or len(cmd.data) != _NONCE_NUMIN_SIZE:
             return PARSE_ERROR
-        rand_out = self._rng_block()
+        rand_out = self._rng_block(Opcode.NONCE)
         if rand_out is None:
             return HEALTH_ERROR
         if mode == 0x00:

@@ -64,7 +64,8 @@ class ChipFault:
         _check_count(self.count)
         _check_opcode(self.opcode)
 
-    def matches(self, opcode: int) -> bool:
+    def matches(self, opcode: int | None) -> bool:
+        """Whether the fault applies to ``opcode`` (None: an event that has no opcode)."""
         return self.opcode is None or self.opcode == opcode
 
 
@@ -150,9 +151,11 @@ class RngHealthFailure(ChipFault):
 class SelfTestFailure(ChipFault):
     """The self-test engines in ``tests`` (SelfTest bitmap) fail; the chip enters Failure state.
 
-    With ``persistent`` False the failure is a transient one: the next wake from sleep re-runs the
-    failed tests, they pass, and the Failure state clears (§10.2). With ``persistent`` True the
-    hardware stays broken until the fault is cleared.
+    With ``persistent`` False the failure is a transient one: injected into an awake or idle chip
+    it is latched at once; injected into a sleeping chip, the self-test of its next wake fails
+    (wake group ``04 07 40 C2``). The wake from sleep after that re-runs the failed tests, they
+    pass, and the Failure state clears (§10.2). With ``persistent`` True the hardware stays
+    broken until the fault is cleared.
     """
 
     kind: ClassVar[str] = "self-test-failure"
