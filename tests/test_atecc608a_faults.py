@@ -369,6 +369,22 @@ def test_lost_command_returns_the_wake_group_and_does_not_execute(rig: Rig) -> N
     assert rig.run(command("Lock config, no summary")) == status(OK)
 
 
+def test_lost_command_loses_tempkey_and_restarts_the_watchdog(rig: Rig) -> None:
+    # The chip reset and was woken again before the read: SRAM is gone, the watchdog is new.
+    rig.wake()
+    rig.send(command("Nonce pass-through"))
+    assert rig.response() == status(OK)
+    assert rig.chip.control.state().tempkey_valid
+    rig.clock.advance(1.0)  # most of the 1.3 s watchdog spent
+    rig.chip.control.inject(LostCommand(opcode=Op.INFO))
+    rig.send(command("Info State"))
+    assert rig.poll(4) == wake_group()
+    state = rig.chip.control.state()
+    assert not state.tempkey_valid
+    assert state.watchdog_remaining_s is not None
+    assert state.watchdog_remaining_s > 1.2
+
+
 def test_always_wake_response(rig: Rig) -> None:
     # §14 "always wake response": with count=None every command comes back as 04 11 33 43.
     rig.chip.control.inject(LostCommand(count=None))
@@ -463,7 +479,7 @@ def test_set_i2c_address_refuses_addresses_outside_7_bits(rig: Rig, address: int
 
 def test_inject_refuses_objects_that_are_not_chip_faults(rig: Rig) -> None:
     with pytest.raises(TypeError, match="fault"):
-        rig.chip.control.inject("forced-status")  # type: ignore[arg-type]
+        rig.chip.control.inject("forced_status")  # type: ignore[arg-type]
 
 
 def test_power_cycle_puts_the_chip_to_sleep(rig: Rig) -> None:
@@ -513,7 +529,7 @@ def test_command_log_records_what_came_in_and_the_shape_of_what_went_out(rig: Ri
     assert (info.opcode, info.status, info.faults) == (
         Op.INFO,
         Status.ECC_FAULT,
-        ("forced-status",),
+        ("forced_status",),
     )
     assert (bad.opcode, bad.status, bad.response_length) == (None, Status.COMM_ERROR, 4)
     assert rig.chip.control.state().commands_executed == 1

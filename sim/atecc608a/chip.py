@@ -330,7 +330,11 @@ class ATECC608A:
             return
         lost = self._take(LostCommand, opcode)
         if lost is not None:
-            self._respond(now, command, None, busy, (*applied, lost))
+            # The chip reset before executing and was woken again before the host's read: the
+            # command is gone with the SRAM, and the buffer holds a fresh wake group (§3).
+            self._log_command(now, command, None, (*applied, lost))
+            self._enter_sleep()
+            self._wake(now)
             return
         payload = self._engine.execute(command)
         if payload == bytes((Status.PARSE_ERROR,)):
@@ -342,30 +346,24 @@ class ATECC608A:
         self,
         now: float,
         command: Command | None,
-        payload: bytes | None,
+        payload: bytes,
         busy_s: float,
         applied: tuple[ChipFault, ...],
     ) -> None:
-        """Place the response group in the I/O buffer, available once the chip stops being busy.
-
-        ``payload`` None is a lost command: the buffer holds the wake group instead (§3).
-        """
+        """Place the response group in the I/O buffer, available once the chip stops being busy."""
         opcode = command.opcode if command else None
-        if payload is None:
-            response = _WAKE_GROUP
-        else:
-            response = group(payload)
-            wrong = self._take(WrongCount, opcode)
-            if isinstance(wrong, WrongCount):
-                count = (response[0] + 1) & 0xFF if wrong.value is None else wrong.value
-                body = bytes((count,)) + payload
-                crc = crc16(body)  # consistent with the wrong count: only a count check sees it
-                response = body + bytes((crc & 0xFF, crc >> 8))
-                applied = (*applied, wrong)
-            corrupt = self._take(CorruptResponseCrc, opcode)
-            if corrupt is not None:
-                response = response[:-2] + bytes((response[-2] ^ 0xFF, response[-1]))
-                applied = (*applied, corrupt)
+        response = group(payload)
+        wrong = self._take(WrongCount, opcode)
+        if isinstance(wrong, WrongCount):
+            count = (response[0] + 1) & 0xFF if wrong.value is None else wrong.value
+            body = bytes((count,)) + payload
+            crc = crc16(body)  # consistent with the wrong count: only a count check sees it
+            response = body + bytes((crc & 0xFF, crc >> 8))
+            applied = (*applied, wrong)
+        corrupt = self._take(CorruptResponseCrc, opcode)
+        if corrupt is not None:
+            response = response[:-2] + bytes((response[-2] ^ 0xFF, response[-1]))
+            applied = (*applied, corrupt)
         self._output = response
         self._pointer = 0
         self._busy_until = now + busy_s
@@ -388,7 +386,7 @@ class ATECC608A:
                 data_length=len(command.data) if command else 0,
                 status=status,
                 response_length=len(response) if response is not None else 0,
-                faults=tuple(f.kind for f in applied),
+                faults=tuple(f.name for f in applied),
             )
         )
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from sim.atecc608a.faults import ChipFault, RngHealthFailure, SelfTestFailure
 from sim.atecc608a.memory import LOCK_CONFIG_BYTE, LOCK_VALUE_BYTE, UNLOCKED
@@ -48,11 +48,15 @@ class CommandRecord:
     faults: tuple[str, ...]
 
 
+PowerState = Literal["sleep", "idle", "waking", "busy", "awake"]
+_POWER_STATES: dict[str, PowerState] = {"sleep": "sleep", "idle": "idle", "awake": "awake"}
+
+
 @dataclass(frozen=True)
 class ChipState:
     """A snapshot of the chip for assertions."""
 
-    power: str  # "sleep", "idle", "waking", "busy" or "awake"
+    power: PowerState
     config_locked: bool
     data_locked: bool
     failure: int  # latched self-test failure bitmap; non-zero means Failure state
@@ -98,9 +102,9 @@ class ChipControl:
         with chip._lock:
             now = chip._clock.monotonic()
             chip._advance(now)
-            power = chip._power.value
+            power: PowerState = _POWER_STATES[chip._power.value]
             remaining: float | None = None
-            if chip._power.value == "awake":
+            if power == "awake":
                 remaining = chip._wake_at + chip._watchdog_s - now
                 if now < chip._ready_at:
                     power = "waking"

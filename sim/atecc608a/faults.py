@@ -54,9 +54,13 @@ def _check_opcode(opcode: int | None) -> None:
 
 @dataclass(frozen=True)
 class ChipFault:
-    """Base of every chip fault: which commands it touches."""
+    """Base of every chip fault: which commands it touches.
 
-    kind: ClassVar[str] = "fault"
+    ``name`` is the stable identifier the command log (and later the chaos API) reports, in the
+    same style as the bus faults' names.
+    """
+
+    name: ClassVar[str] = "fault"
     count: int | None = 1
     opcode: int | None = None
 
@@ -73,7 +77,7 @@ class ChipFault:
 class ForcedStatus(ChipFault):
     """Answer the next commands with a status group instead of executing them."""
 
-    kind: ClassVar[str] = "forced-status"
+    name: ClassVar[str] = "forced_status"
     status: int = Status.EXECUTION_ERROR
 
     def __post_init__(self) -> None:
@@ -89,7 +93,7 @@ class ForcedStatus(ChipFault):
 class CorruptResponseCrc(ChipFault):
     """The chip computes a wrong CRC for the next responses (a re-read returns the same bytes)."""
 
-    kind: ClassVar[str] = "corrupt-response-crc"
+    name: ClassVar[str] = "corrupt_response_crc"
 
 
 @dataclass(frozen=True)
@@ -99,7 +103,7 @@ class WrongCount(ChipFault):
     ``value`` None adds one to the true count, so only a count check can catch it.
     """
 
-    kind: ClassVar[str] = "wrong-count"
+    name: ClassVar[str] = "wrong_count"
     value: int | None = None
 
     def __post_init__(self) -> None:
@@ -115,7 +119,7 @@ class StuckOutput(ChipFault):
     ``block`` b"\\xff" (the default), b"\\x00", or any 1..32-byte repeating block.
     """
 
-    kind: ClassVar[str] = "stuck-output"
+    name: ClassVar[str] = "stuck_output"
     count: int | None = None
     block: bytes = b"\xff"
 
@@ -136,7 +140,7 @@ class RngHealthFailure(ChipFault):
     ``clear_on_sleep``, until the next sleep): decision 16.
     """
 
-    kind: ClassVar[str] = "rng-health-failure"
+    name: ClassVar[str] = "rng_health_failure"
     count: int | None = None
     after_calls: int = 0
     clear_on_sleep: bool = False
@@ -158,7 +162,7 @@ class SelfTestFailure(ChipFault):
     broken until the fault is cleared.
     """
 
-    kind: ClassVar[str] = "self-test-failure"
+    name: ClassVar[str] = "self_test_failure"
     count: int | None = None
     tests: int = 0x01
     persistent: bool = False
@@ -176,25 +180,28 @@ class BrownOut(ChipFault):
     """Power dips while the next command executes: no response, the chip is asleep, all
     volatile state (and the persistent latch) is lost, the command has no effect."""
 
-    kind: ClassVar[str] = "brown-out"
+    name: ClassVar[str] = "brown_out"
 
 
 @dataclass(frozen=True)
 class LostCommand(ChipFault):
     """The command is lost and the chip re-woken before the read: ``04 11 33 43`` comes back.
 
+    The chip went through a reset: SRAM (TempKey, SHA context) is lost and the watchdog restarts
+    with the new wake.
+
     Reproduces cryptoauthlib #246/#272 (every call fails with ATCA_WAKE_SUCCESS); with
     ``count=None`` it is the failure table's "always wake response".
     """
 
-    kind: ClassVar[str] = "lost-command"
+    name: ClassVar[str] = "lost_command"
 
 
 @dataclass(frozen=True)
 class ExtraBusy(ChipFault):
     """The next commands keep the chip busy ``seconds`` longer than the timing model says."""
 
-    kind: ClassVar[str] = "extra-busy"
+    name: ClassVar[str] = "extra_busy"
     seconds: float = 0.01
 
     def __post_init__(self) -> None:
@@ -210,5 +217,5 @@ class WakeIgnored(ChipFault):
     ``count`` here counts wake pulses, not commands.
     """
 
-    kind: ClassVar[str] = "wake-ignored"
+    name: ClassVar[str] = "wake_ignored"
     count: int | None = None
