@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from sim.atecc608a import (
@@ -20,11 +22,13 @@ from sim.atecc608a import (
     WrongCount,
     crc16_wire,
 )
+from sim.atecc608a.memory import encode_counter
 from tests.atecc_helpers import (
     T_WHI_S,
     Op,
     Rig,
     command,
+    factory_image,
     frame,
     make_rig,
     packet,
@@ -548,3 +552,91 @@ def test_command_log_records_what_came_in_and_the_shape_of_what_went_out(rig: Ri
 def test_constructor_options_are_validated(options: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         ATECC608A(**options)  # type: ignore[arg-type]
+
+
+# --- latching faults, seeds and images ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        lambda: RngHealthFailure(count=1),
+        lambda: RngHealthFailure(opcode=Op.NONCE),
+        lambda: SelfTestFailure(count=2),
+        lambda: SelfTestFailure(opcode=Op.RANDOM),
+        lambda: WakeIgnored(opcode=Op.INFO),
+    ],
+)
+def test_faults_that_are_not_per_command_refuse_count_or_opcode(fault: Any) -> None:
+    with pytest.raises(ValueError, match="takes no"):
+        fault()
+
+
+def test_a_tripped_health_fault_is_spent_and_a_power_cycle_recovers(locked_rig: Rig) -> None:
+    handle = locked_rig.chip.control.inject(RngHealthFailure(after_calls=1))
+    assert _is_random_group(locked_rig.run(command("Random")))
+    assert locked_rig.run(command("Random")) == status(HEALTH)
+    assert (handle.fired, handle.active) == (1, False)
+    assert locked_rig.chip.control.faults == ()
+    locked_rig.chip.control.power_cycle()
+    assert _is_random_group(locked_rig.run(command("Random")))
+
+
+def test_two_health_faults_count_independently(locked_rig: Rig) -> None:
+    control = locked_rig.chip.control
+    control.inject(RngHealthFailure(after_calls=3))
+    early = control.inject(RngHealthFailure(after_calls=1))
+    control.remove(early)
+    for _ in range(3):
+        assert _is_random_group(locked_rig.run(command("Random")))
+    assert locked_rig.run(command("Random")) == status(HEALTH)
+
+
+def test_a_transient_self_test_failure_is_spent_once_latched(rig: Rig) -> None:
+    rig.wake()
+    handle = rig.chip.control.inject(SelfTestFailure(tests=0x01))
+    assert (handle.fired, handle.active) == (1, False)
+    assert rig.chip.control.faults == ()
+    assert rig.chip.control.state().failure == 0x01
+
+
+def test_extra_busy_is_kept_for_a_command_that_runs_its_full_time(rig: Rig) -> None:
+    handle = rig.chip.control.inject(ExtraBusy(seconds=0.5, opcode=Op.RANDOM))
+    rig.wake()
+    rig.send(packet(Op.RANDOM, 0x05))  # parse error: answered after parsing only
+    rig.clock.advance(0.001)
+    assert rig.ready()
+    assert rig.response() == status(Status.PARSE_ERROR)
+    assert (handle.fired, handle.active) == (0, True)
+
+
+@pytest.mark.parametrize("seed", [2**127, -(2**200), 0])
+def test_any_integer_seed_gives_a_reproducible_stream(seed: int) -> None:
+    streams = []
+    for _ in range(2):
+        rig = make_rig(seed=seed, lock=LockState.CONFIG_LOCKED)
+        streams.append([rig.run(command("Random")) for _ in range(2)])
+    assert streams[0] == streams[1]
+    assert all(_is_random_group(reply) for reply in streams[0])
+
+
+def test_a_seed_that_is_not_an_integer_is_refused() -> None:
+    with pytest.raises(TypeError, match="seed"):
+        ATECC608A(seed="7")  # type: ignore[arg-type]
+
+
+def test_a_locked_config_image_stays_locked_and_starts_its_counters() -> None:
+    image = bytearray(factory_image())
+    image[86:88] = b"\x00\x00"  # §7.4: LockValue and LockConfig locked
+    image[52:60] = encode_counter(5)  # §8: Counter0 starts at 5
+    rig = make_rig(config=bytes(image))
+    state = rig.chip.control.state()
+    assert (state.config_locked, state.data_locked) == (True, True)
+    assert rig.run(command("Counter read 0")) == frame((5).to_bytes(4, "little"))
+    assert rig.chip.settings.config == bytes(image)
+
+
+def test_a_lock_preset_at_construction_is_part_of_the_settings() -> None:
+    chip = ATECC608A(lock=LockState.CONFIG_LOCKED)
+    assert chip.settings.config[86:88] == bytes((0x55, 0x00))
+    assert chip.control.config == chip.settings.config

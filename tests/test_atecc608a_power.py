@@ -69,6 +69,19 @@ def test_write_to_own_address_while_asleep_is_nacked_and_wakes_the_chip(rig: Rig
     assert rig.chip.control.commands() == []
 
 
+def test_write_to_own_address_while_idle_is_nacked_and_does_not_wake(rig: Rig) -> None:
+    # Decision 3 limits the kernel-style wake to a sleeping chip: an idle chip keeps its SRAM.
+    rig.wake()
+    rig.send(command("Nonce pass-through"))
+    assert rig.response() == status(Status.SUCCESS)
+    rig.idle()
+    assert not rig.write(b"\x02")
+    rig.clock.advance(WATCHDOG_S + 0.1)
+    state = rig.chip.control.state()
+    assert state.power == "idle"
+    assert state.tempkey_valid
+
+
 def test_wake_pulse_wakes_an_idle_chip(rig: Rig) -> None:
     rig.wake()
     rig.idle()
@@ -485,6 +498,19 @@ def test_address_change_applies_after_watchdog_expiry(rig: Rig) -> None:
     rig.chip.control.set_i2c_address(0x35)
     rig.clock.advance(WATCHDOG_S)
     assert _answers_at(rig, 0x35)
+
+
+def test_kernel_style_wake_reaches_the_new_address_after_an_unobserved_watchdog_expiry(
+    rig: Rig,
+) -> None:
+    # Nothing touched the chip while its watchdog ran out; routing must still see the move.
+    rig.wake()
+    rig.chip.control.set_i2c_address(0x35)
+    rig.clock.advance(WATCHDOG_S)
+    assert not rig.write(b"\x00", address=0x35)  # NACKed, but it is the wake (decision 3)
+    rig.clock.advance(T_WHI_S)
+    assert rig.try_read(4, address=0x35) == wake_group()
+    assert rig.try_read(4, address=ADDRESS) is None
 
 
 def test_user_extra_add_address_needs_chipmode_bit_0(rig: Rig) -> None:

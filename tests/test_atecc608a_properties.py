@@ -198,8 +198,8 @@ class PowerStates(RuleBasedStateMachine):
         ready = self._ready()
         acked = self.rig.write(data)
         assert acked == ready, f"write {data[:1].hex()} acked={acked}, model ready={ready}"
-        if not ready and self.power != "awake":
-            self._wake()  # decision 3: a write to our address wakes a sleeping chip
+        if self.power == "asleep":
+            self._wake()  # decision 3: a write to our address wakes a sleeping (not idle) chip
         return acked
 
     # --- rules --------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from smbus2 import i2c_msg
 
 from sim.clock import VirtualClock
 from sim.i2c_bus import (
+    I2C_M_RD,
     I2C_RDWR_IOCTL_MAX_MSGS,
     I2C_RDWR_MAX_MSG_LEN,
     BitFlip,
@@ -494,6 +495,18 @@ def test_message_longer_than_8192_bytes_is_einval_and_nothing_is_delivered(
     assert dev.events == []
     bus.i2c_rdwr(i2c_msg.read(0x60, I2C_RDWR_MAX_MSG_LEN))
     assert dev.events[0] == ("read", 8192)
+
+
+@pytest.mark.parametrize("flags", [0, I2C_M_RD])
+def test_message_without_a_buffer_is_efault_and_nothing_is_delivered(
+    bus: VirtualI2CBus, flags: int
+) -> None:
+    dev = Device()
+    bus.attach(0x60, dev)
+    with pytest.raises(OSError, match="no buffer") as info:
+        bus.i2c_rdwr(i2c_msg(addr=0x60, flags=flags, len=4, buf=None))
+    assert info.value.errno == errno.EFAULT
+    assert dev.events == []
 
 
 def test_closed_bus_fails_with_ebadf() -> None:

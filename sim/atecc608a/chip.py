@@ -25,7 +25,7 @@ from sim.atecc608a.constants import (
     Status,
     WordAddress,
 )
-from sim.atecc608a.control import ChipControl, CommandRecord, LockState
+from sim.atecc608a.control import ChipControl, CommandRecord, LockState, apply_lock_state
 from sim.atecc608a.crc import crc16
 from sim.atecc608a.engine import Command, Engine
 from sim.atecc608a.faults import (
@@ -35,6 +35,7 @@ from sim.atecc608a.faults import (
     ExtraBusy,
     ForcedStatus,
     LostCommand,
+    RngHealthFailure,
     StuckOutput,
     WakeIgnored,
     WrongCount,
@@ -79,21 +80,27 @@ _SELFTEST_WAKE_GROUP = group(bytes((Status.SELFTEST_ERROR,)))  # 04 07 40 C2 (de
 
 
 class _InstalledFault:
-    """An injected fault and its run-time state (remaining uses, how often it fired)."""
+    """An injected fault and its run-time state (remaining uses, how often it fired).
 
-    __slots__ = ("fault", "fired", "remaining")
+    ``remaining`` 0 means spent: a counted fault used up, or a latching fault that has latched
+    (the chip state it caused outlives it).
+    """
+
+    __slots__ = ("calls_left", "fault", "fired", "remaining")
 
     def __init__(self, fault: ChipFault) -> None:
         self.fault = fault
         self.remaining = fault.count
         self.fired = 0
+        self.calls_left = fault.after_calls if isinstance(fault, RngHealthFailure) else 0
 
 
 class ATECC608A:
     """A byte-accurate ATECC608A on the virtual I2C bus (``bus.attach(0x60, chip)``).
 
     With no arguments: a factory-fresh, unlocked chip (the §12 image, an ATECC608B personality),
-    the wall clock and typical timing. ``control`` is the typed surface for tests.
+    the wall clock and typical timing. ``lock`` overrides the lock bytes of the image; ``seed``
+    (any int) makes the RNG stream reproducible. ``control`` is the typed surface for tests.
     """
 
     def __init__(
@@ -105,7 +112,7 @@ class ATECC608A:
         serial: bytes | None = None,
         revision: str | bytes | None = None,
         seed: int | None = None,
-        lock: LockState | str = LockState.UNLOCKED,
+        lock: LockState | str | None = None,
     ) -> None:
         if isinstance(timing, str):
             timing = TimingModel.named(timing)
@@ -118,13 +125,21 @@ class ATECC608A:
             image[0:4], image[8:13] = serial[:4], serial[4:]
         if revision is not None:
             image[4:8] = _revision_bytes(revision)
+        if lock is not None:
+            apply_lock_state(image, LockState.parse(lock))
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise TypeError(f"seed must be an int or None, got {seed!r}")
         self.settings = ChipSettings(
             timing=timing or TimingModel.typical(), config=bytes(image), seed=seed
         )
         self._clock: Clock = clock or WallClock()
         self._lock = threading.RLock()
         self._memory = Memory(config=image)
-        self._engine = Engine(self._memory, self._noise)
+        self._engine = Engine(self._memory, self._noise, self._health_trips)
+        # Seeded runs draw from SHA-256 in counter mode over a digest of the seed (any int).
+        self._seed_material = (
+            None if seed is None else hashlib.sha256(b"sim.atecc608a:%d" % seed).digest()
+        )
         self._seed_counter = 0
         self._jitter = random.Random(seed)
         self._scripted: deque[bytes] = deque()
@@ -144,7 +159,6 @@ class ATECC608A:
         self._output = b""
         self._pointer = 0
         self.control = ChipControl(self)
-        self.control.set_lock_state(lock)
 
     def __repr__(self) -> str:
         return (
@@ -154,7 +168,9 @@ class ATECC608A:
 
     # --- I2CTarget ------------------------------------------------------------------------------
     def bus_address(self, attached_at: int) -> int:
-        return attached_at if self._moved_to is None else self._moved_to
+        with self._lock:
+            self._advance(self._clock.monotonic())  # an expired watchdog may have moved us
+            return attached_at if self._moved_to is None else self._moved_to
 
     def wake_pulse(self) -> None:
         with self._lock:
@@ -167,7 +183,8 @@ class ATECC608A:
             now = self._clock.monotonic()
             self._advance(now)
             if self._power is not Power.AWAKE:
-                self._wake(now)  # decision 3: a write to our own address wakes us (NACKed)
+                if self._power is Power.SLEEP:
+                    self._wake(now)  # decision 3: our own address wakes a sleeping chip (NACKed)
                 return False
             if now < self._ready_at or now < self._busy_until:
                 return False  # waking (decision 4) or busy (§1.4): NACK
@@ -260,6 +277,7 @@ class ATECC608A:
         self._engine.lose_volatile()
         if self._engine.health_clears_on_sleep:
             self._engine.health_latched = False  # decision 16's option
+            self._engine.health_clears_on_sleep = False
         configured = self._memory.configured_address()
         self._moved_to = None if configured == self._home_address else configured
 
@@ -306,41 +324,49 @@ class ATECC608A:
         busy = timing.busy_s(opcode, divider)
         if timing.jitter:
             busy = self._jitter.uniform(busy, max(busy, timing.exec_max_s(opcode, divider)))
-        extra = self._take(ExtraBusy, opcode)
-        if isinstance(extra, ExtraBusy):
-            busy += extra.seconds
-        applied = (extra,) if extra is not None else ()
 
         forced = self._take(ForcedStatus, opcode)
         if isinstance(forced, ForcedStatus):
-            self._respond(now, command, bytes((forced.status,)), busy, (*applied, forced))
+            busy, applied = self._extra_busy(opcode, busy, (forced,))
+            self._respond(now, command, bytes((forced.status,)), busy, applied)
             return
         if not self._engine.supports(opcode):
-            self._respond(now, command, bytes((Status.PARSE_ERROR,)), timing.parse_s, applied)
+            self._respond(now, command, bytes((Status.PARSE_ERROR,)), timing.parse_s, ())
             return
         if now - self._wake_at + timing.exec_max_s(opcode, divider) > self._watchdog_s:
             # decision 8: not enough watchdog time left to finish; nothing executes
             payload = bytes((Status.WATCHDOG_ABOUT_TO_EXPIRE,))
-            self._respond(now, command, payload, timing.parse_s, applied)
+            self._respond(now, command, payload, timing.parse_s, ())
             return
         brown_out = self._take(BrownOut, opcode)
         if brown_out is not None:
-            self._log_command(now, command, None, (*applied, brown_out))
+            self._log_command(now, command, None, (brown_out,))
             self._power_loss()
             return
         lost = self._take(LostCommand, opcode)
         if lost is not None:
             # The chip reset before executing and was woken again before the host's read: the
             # command is gone with the SRAM, and the buffer holds a fresh wake group (§3).
-            self._log_command(now, command, None, (*applied, lost))
+            self._log_command(now, command, None, (lost,))
             self._enter_sleep()
             self._wake(now)
             return
         payload = self._engine.execute(command)
-        if payload == bytes((Status.PARSE_ERROR,)):
-            busy = timing.parse_s
         self._commands_executed += 1
+        if payload == bytes((Status.PARSE_ERROR,)):
+            self._respond(now, command, payload, timing.parse_s, ())
+            return
+        busy, applied = self._extra_busy(opcode, busy, ())
         self._respond(now, command, payload, busy, applied)
+
+    def _extra_busy(
+        self, opcode: int, busy: float, applied: tuple[ChipFault, ...]
+    ) -> tuple[float, tuple[ChipFault, ...]]:
+        """Add an injected ExtraBusy to a command that runs for its full busy time."""
+        extra = self._take(ExtraBusy, opcode)
+        if isinstance(extra, ExtraBusy):
+            return busy + extra.seconds, (*applied, extra)
+        return busy, applied
 
     def _respond(
         self,
@@ -408,6 +434,30 @@ class ATECC608A:
                 return fault
         return None
 
+    def _retire(self, installed: _InstalledFault) -> None:
+        """A latching fault has latched: it is spent, the state it caused stays."""
+        installed.fired += 1
+        installed.remaining = 0
+        if installed in self._faults:
+            self._faults.remove(installed)
+
+    def _health_trips(self) -> bool | None:
+        """Count one RNG use against every installed RngHealthFailure (§5, decision 16).
+
+        Returns the tripping fault's ``clear_on_sleep`` when one fires now, else None.
+        """
+        tripped: RngHealthFailure | None = None
+        for installed in tuple(self._faults):
+            fault = installed.fault
+            if not isinstance(fault, RngHealthFailure):
+                continue
+            if installed.calls_left == 0:
+                self._retire(installed)
+                tripped = tripped or fault
+            else:
+                installed.calls_left -= 1
+        return None if tripped is None else tripped.clear_on_sleep
+
     def _noise(self, opcode: int) -> bytes:
         """32 bytes from the noise source: scripted output, a stuck RNG, or the DRBG."""
         if self._scripted:
@@ -415,13 +465,11 @@ class ATECC608A:
         stuck = self._take(StuckOutput, opcode)
         if isinstance(stuck, StuckOutput):
             return stuck.output()
-        seed = self.settings.seed
-        if seed is None:
+        if self._seed_material is None:
             return os.urandom(32)
-        # A reproducible stream for seeded runs: SHA-256 in counter mode over the seed.
         self._seed_counter += 1
-        material = b"sim.atecc608a" + seed.to_bytes(16, "little", signed=True)
-        return hashlib.sha256(material + self._seed_counter.to_bytes(8, "little")).digest()
+        counter = self._seed_counter.to_bytes(8, "little")
+        return hashlib.sha256(self._seed_material + counter).digest()
 
 
 def _revision_bytes(revision: str | bytes) -> bytes:

@@ -11,13 +11,20 @@ import enum
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from sim.atecc608a.faults import ChipFault, RngHealthFailure, SelfTestFailure
+from sim.atecc608a.faults import ChipFault, SelfTestFailure
 from sim.atecc608a.memory import LOCK_CONFIG_BYTE, LOCK_VALUE_BYTE, UNLOCKED
 
 if TYPE_CHECKING:
     from sim.atecc608a.chip import ATECC608A, _InstalledFault
 
-__all__ = ["ChipControl", "ChipState", "CommandRecord", "FaultHandle", "LockState"]
+__all__ = [
+    "ChipControl",
+    "ChipState",
+    "CommandRecord",
+    "FaultHandle",
+    "LockState",
+    "apply_lock_state",
+]
 
 _LOCKED = 0x00  # §7.4
 
@@ -28,6 +35,21 @@ class LockState(enum.Enum):
     UNLOCKED = "unlocked"
     CONFIG_LOCKED = "config-locked"
     LOCKED = "locked"
+
+    @classmethod
+    def parse(cls, value: LockState | str) -> LockState:
+        """The preset a value names; anything else raises ValueError listing the choices."""
+        try:
+            return cls(value)
+        except ValueError:
+            choices = ", ".join(s.value for s in cls)
+            raise ValueError(f"unknown lock state {value!r}; choose one of {choices}") from None
+
+
+def apply_lock_state(config: bytearray, preset: LockState) -> None:
+    """Write a preset's LockConfig (byte 87) and LockValue (byte 86) into a config image."""
+    config[LOCK_CONFIG_BYTE] = UNLOCKED if preset is LockState.UNLOCKED else _LOCKED
+    config[LOCK_VALUE_BYTE] = _LOCKED if preset is LockState.LOCKED else UNLOCKED
 
 
 @dataclass(frozen=True)
@@ -151,17 +173,16 @@ class ChipControl:
 
     # --- presets and power --------------------------------------------------------------------
     def set_lock_state(self, state: LockState | str) -> None:
-        """Set LockConfig/LockValue directly, as a chip provisioned elsewhere would have them."""
-        try:
-            preset = LockState(state)
-        except ValueError:
-            choices = ", ".join(s.value for s in LockState)
-            raise ValueError(f"unknown lock state {state!r}; choose one of {choices}") from None
+        """Set LockConfig/LockValue directly, as a chip provisioned elsewhere would have them.
+
+        Locking the config zone this way starts the counters from their encoded values, as the
+        Lock command does.
+        """
+        preset = LockState.parse(state)
         with self._chip._lock:
             memory = self._chip._memory
             was_config_locked = memory.config_locked
-            memory.config[LOCK_CONFIG_BYTE] = UNLOCKED if preset is LockState.UNLOCKED else _LOCKED
-            memory.config[LOCK_VALUE_BYTE] = _LOCKED if preset is LockState.LOCKED else UNLOCKED
+            apply_lock_state(memory.config, preset)
             if memory.config_locked and not was_config_locked:
                 memory.load_counters_from_config()
 
@@ -202,32 +223,37 @@ class ChipControl:
             chip._advance(chip._clock.monotonic())  # the watchdog may have put it to sleep
             engine = chip._engine
             installed = _InstalledFault(fault)
-            if isinstance(fault, RngHealthFailure):
-                engine.health_countdown = fault.after_calls
-                engine.health_clears_on_sleep = fault.clear_on_sleep
-            elif isinstance(fault, SelfTestFailure):
+            chip._faults.append(installed)
+            if isinstance(fault, SelfTestFailure):
                 if fault.persistent:
+                    # Broken hardware: every run of these tests fails until the fault is removed.
                     engine.selftest_broken |= fault.tests
                     engine.failure |= fault.tests
-                elif chip._power.value == "sleep":
-                    # A sleeping chip fails the self-test of its next wake (wake group 04 07 40 C2,
-                    # decision 2); being transient, the test passes again at the wake after that.
-                    engine.failure_at_wake |= fault.tests
+                    installed.fired += 1
                 else:
-                    engine.failure |= fault.tests  # latched now; clears when the tests run again
-            chip._faults.append(installed)
+                    if chip._power.value == "sleep":
+                        # A sleeping chip fails the self-test of its next wake (wake group
+                        # 04 07 40 C2, decision 2); the wake after that passes again.
+                        engine.failure_at_wake |= fault.tests
+                    else:
+                        engine.failure |= fault.tests  # clears when the tests run again
+                    chip._retire(installed)  # the failure has happened; its state lives on
             return FaultHandle(fault, installed)
 
     def remove(self, handle: FaultHandle) -> None:
+        """Uninstall a fault; a spent one (used up, or latched) is already gone."""
         chip = self._chip
         with chip._lock:
             if handle._installed in chip._faults:
                 chip._faults.remove(handle._installed)
-            self._forget(handle.fault)
+                self._forget(handle.fault)
 
     def clear_faults(self) -> None:
-        """Remove every injected fault. Latched chip states (a failed health test, Failure
-        state) persist until what clears them on real silicon: a power cycle or a wake."""
+        """Remove every injected fault.
+
+        Latched chip states (a failed health test, Failure state) persist until what clears
+        them on real silicon: a power cycle, or a wake whose self-test passes.
+        """
         chip = self._chip
         with chip._lock:
             for installed in chip._faults:
@@ -240,12 +266,5 @@ class ChipControl:
             return tuple(installed.fault for installed in self._chip._faults)
 
     def _forget(self, fault: ChipFault) -> None:
-        engine = self._chip._engine
-        if isinstance(fault, RngHealthFailure):
-            engine.health_countdown = None
-            engine.health_clears_on_sleep = False
-        elif isinstance(fault, SelfTestFailure):
-            if fault.persistent:
-                engine.selftest_broken &= ~fault.tests
-            else:
-                engine.failure_at_wake &= ~fault.tests  # not reported yet: never happens
+        if isinstance(fault, SelfTestFailure) and fault.persistent:
+            self._chip._engine.selftest_broken &= ~fault.tests

@@ -96,15 +96,21 @@ class Engine:
     """Executes commands against :class:`Memory` and :class:`Volatile` state.
 
     ``rng_bytes`` supplies the noise source's 32-byte blocks (a seeded DRBG or the OS CSPRNG) for
-    the opcode that asks for them.
+    the opcode that asks for them; ``health_trips`` is asked before each RNG use whether an
+    injected health-test failure fires now, and if so whether sleep clears it (else None).
     """
 
-    def __init__(self, memory: Memory, rng_bytes: Callable[[int], bytes]) -> None:
+    def __init__(
+        self,
+        memory: Memory,
+        rng_bytes: Callable[[int], bytes],
+        health_trips: Callable[[], bool | None],
+    ) -> None:
         self.memory = memory
         self.volatile = Volatile()
         self._rng_bytes = rng_bytes
+        self._health_trips = health_trips
         # Fault-driven RNG and self-test state, set through the control surface.
-        self.health_countdown: int | None = None
         self.health_latched = False
         self.health_clears_on_sleep = False
         self.selftest_broken = 0  # SelfTest bitmap of engines that fail when tested
@@ -155,6 +161,7 @@ class Engine:
         self.lose_volatile()
         self.latch = False
         self.health_latched = False
+        self.health_clears_on_sleep = False
 
     def wake_self_test(self, power_on_test: bool) -> None:
         """At wake from sleep, failed tests run again and clear if they now pass (§10.2)."""
@@ -167,14 +174,11 @@ class Engine:
         """32 bytes from the noise source, or None when the health test has failed (§5)."""
         if self.health_latched:
             return None
-        if self.health_countdown is not None:
-            if self.health_countdown == 0:
-                # The test fails once and latches; what clears the latch (decision 16) lets the
-                # RNG work again, so the countdown is spent.
-                self.health_countdown = None
-                self.health_latched = True
-                return None
-            self.health_countdown -= 1
+        clears_on_sleep = self._health_trips()
+        if clears_on_sleep is not None:
+            self.health_latched = True  # until a power cycle (decision 16), or sleep if asked
+            self.health_clears_on_sleep = clears_on_sleep
+            return None
         self.volatile.sram_rng = True
         if not self.memory.config_locked:
             return TEST_PATTERN  # §5: the diagnostic pattern until the config zone is locked

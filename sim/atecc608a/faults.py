@@ -2,8 +2,11 @@
 
 Each fault names a row of the spec's failure table (§14). Faults on the wires (NACK storms, bit
 flips in transit, a stuck or held-low bus) belong to :mod:`sim.i2c_bus.faults`; the ones here are
-the chip's own. ``count`` limits how many commands a fault affects (``None``: until cleared) and
-``opcode`` restricts it to one command. Inject with ``chip.control.inject(fault)``.
+the chip's own. For per-command faults ``count`` limits how many commands a fault affects
+(``None``: until cleared) and ``opcode`` restricts it to one command; ``WakeIgnored`` counts wake
+pulses instead. The two latching faults (``RngHealthFailure``, ``SelfTestFailure``) take neither:
+they fire once and the chip state they cause lasts until what clears it on silicon. Inject with
+``chip.control.inject(fault)``.
 """
 
 from __future__ import annotations
@@ -50,6 +53,15 @@ def _check_count(count: int | None) -> None:
 def _check_opcode(opcode: int | None) -> None:
     if opcode is not None and not 0 <= opcode <= 0xFF:
         raise ValueError(f"opcode must be a byte (0..255) or None, got {opcode!r}")
+
+
+def _refuse(fault: ChipFault, *fields: str) -> None:
+    """Faults that are not per-command events take no ``count`` / ``opcode``."""
+    for name in fields:
+        if getattr(fault, name) is not None:
+            raise ValueError(
+                f"{type(fault).__name__} takes no {name} (got {getattr(fault, name)!r})"
+            )
 
 
 @dataclass(frozen=True)
@@ -100,7 +112,9 @@ class CorruptResponseCrc(ChipFault):
 class WrongCount(ChipFault):
     """The count byte of the next responses is wrong; the CRC matches the bytes as sent.
 
-    ``value`` None adds one to the true count, so only a count check can catch it.
+    ``value`` None adds one to the true count. A host that reads a fixed length and checks the
+    CRC over it sees a valid CRC and must check the count; one that reads as many bytes as the
+    count says gets an extra 0xFF and a failing CRC.
     """
 
     name: ClassVar[str] = "wrong_count"
@@ -116,7 +130,8 @@ class WrongCount(ChipFault):
 class StuckOutput(ChipFault):
     """The RNG is stuck: Random and Nonce return ``block`` repeated, with a valid CRC.
 
-    ``block`` b"\\xff" (the default), b"\\x00", or any 1..32-byte repeating block.
+    ``block`` b"\\xff" (the default), b"\\x00", or any 1..32-byte repeating block. While the config
+    zone is unlocked the test pattern still wins (§5), and scripted output is used up first.
     """
 
     name: ClassVar[str] = "stuck_output"
@@ -147,6 +162,7 @@ class RngHealthFailure(ChipFault):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        _refuse(self, "count", "opcode")
         if self.after_calls < 0:
             raise ValueError(f"after_calls must be >= 0, got {self.after_calls!r}")
 
@@ -169,6 +185,7 @@ class SelfTestFailure(ChipFault):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        _refuse(self, "count", "opcode")
         if not self.tests or self.tests & ~0x3B:
             raise ValueError(
                 f"tests must be a non-empty SelfTest bitmap within 0x3B, got 0x{self.tests:02X}"
@@ -219,3 +236,7 @@ class WakeIgnored(ChipFault):
 
     name: ClassVar[str] = "wake_ignored"
     count: int | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _refuse(self, "opcode")

@@ -62,6 +62,10 @@ class Memory:
     data: bytearray = field(default_factory=lambda: bytearray(sum(DATA_SLOT_SIZES)))
     counters: list[int] = field(default_factory=lambda: [0, 0])
 
+    def __post_init__(self) -> None:
+        if self.config_locked:
+            self.load_counters_from_config()  # an image that arrives locked has live counters
+
     # --- lock bytes (§7.4) -------------------------------------------------------------------
     @property
     def config_locked(self) -> bool:

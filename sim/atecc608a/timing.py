@@ -75,8 +75,10 @@ _UNKNOWN_OPCODE_MAX_MS = 5.0
 class TimingModel:
     """Frozen timing parameters of one emulated chip.
 
-    ``busy_ms`` overrides per-opcode busy times; ``jitter`` makes each busy time a seeded uniform
-    draw between the model's value and the M0 maximum (decision 13's "optional random jitter").
+    ``busy_ms`` overrides per-opcode busy times; ``jitter`` makes each busy time a uniform draw
+    between the model's value and the maximum at the chip's clock divider (decision 13's
+    "optional random jitter"), from the chip's seed when it has one. The watchdog is 1.3 s in
+    every model; ``replace(model, watchdog_s=0.7)`` gives the datasheet minimum (§1.7).
     """
 
     name: str

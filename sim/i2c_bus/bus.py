@@ -164,6 +164,12 @@ class VirtualI2CBus:
                         f"a {msg.len}-byte message to address 0x{msg.addr:02x}; "
                         f"i2c-dev accepts at most {I2C_RDWR_MAX_MSG_LEN} bytes",
                     )
+                if msg.len and not msg.buf:
+                    # i2c-dev's copy_from_user/copy_to_user fail on a NULL buffer; here ctypes
+                    # would dereference it and take the interpreter down.
+                    raise _oserror(
+                        errno.EFAULT, f"a {msg.len}-byte message to 0x{msg.addr:02x} has no buffer"
+                    )
             xfer = self._transfers
             self._transfers = xfer + 1
             plan = self._faults._plan
