@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from bench import bench_emulator
+from bench import bench_emulator, bench_quality
 
 
 def main() -> int:
-    results = [bench_emulator.main()]
+    results = [bench_emulator.main(), bench_quality.main()]
     return 0 if all(results) else 1
 
 
