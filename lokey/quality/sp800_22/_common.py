@@ -97,5 +97,12 @@ def erfc(x: float) -> float:
 
 
 def igamc(a: float, x: float) -> float:
-    """Upper regularized incomplete gamma Q(a, x) (the standard's igamc, §5.5.3)."""
+    """Upper regularized incomplete gamma Q(a, x) (the standard's igamc, §5.5.3).
+
+    Like the standard's cephes igamc it returns 1 for x <= 0, where scipy gives NaN: a
+    chi-squared statistic that rounding left a hair below zero (approximate entropy on a
+    full-period counter) means "no evidence against randomness", not "undefined".
+    """
+    if x <= 0:
+        return 1.0
     return float(special.gammaincc(a, x))
