@@ -1,0 +1,199 @@
+"""The ``lokey`` command.
+
+``lokey assess FILE`` judges a file of raw TRNG bytes with the SP 800-90B health tests and the
+SP 800-22 battery. Exit status: 0 the data passes, 1 it fails, 2 the command could not run
+(unreadable or too-short input, bad options).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Callable, Sequence
+from typing import TextIO
+
+from lokey.errors import InsufficientDataError
+from lokey.quality import sp800_22
+from lokey.quality.assess import SEQUENCE_BITS, Assessment, TestVerdict, assess, minimum_bits
+
+EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    command: int = args.run(args, parser)
+    return command
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lokey", description="LoKey: hardware randomness.")
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+    assess_cmd = commands.add_parser(
+        "assess",
+        help="judge raw random bytes with SP 800-90B health tests and the SP 800-22 battery",
+        description=(
+            "Judge raw random bytes: SP 800-90B repetition count and adaptive proportion "
+            "tests, then the 15 SP 800-22 tests on 1 Mbit sequences. Exit 0 pass, 1 fail, "
+            "2 error."
+        ),
+    )
+    assess_cmd.add_argument("file", metavar="FILE", help="file of raw bytes, or - for stdin")
+    assess_cmd.add_argument("--json", action="store_true", help="print the result as JSON")
+    assess_cmd.add_argument(
+        "--min-entropy",
+        type=_positive_float("--min-entropy", upper=8.0),
+        default=8.0,
+        metavar="H",
+        help="claimed min-entropy per byte for the health-test cut-offs (default 8)",
+    )
+    assess_cmd.add_argument(
+        "--sequence-bits",
+        type=_positive_int("--sequence-bits"),
+        default=SEQUENCE_BITS,
+        metavar="N",
+        help=f"split the input into sequences of N bits (default {SEQUENCE_BITS:,})",
+    )
+    assess_cmd.add_argument(
+        "--no-progress", action="store_true", help="never draw the progress bar on stderr"
+    )
+    assess_cmd.set_defaults(run=_assess)
+    return parser
+
+
+def _positive_float(option: str, upper: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{option} must be a number, got {text!r}") from None
+        if not 0 < value <= upper:
+            raise argparse.ArgumentTypeError(f"{option} must be in (0, {upper:g}], got {text}")
+        return value
+
+    return parse
+
+
+def _positive_int(option: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text.replace("_", ""))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{option} must be an integer, got {text!r}") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{option} must be positive, got {text}")
+        return value
+
+    return parse
+
+
+def _assess(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    try:
+        data = sys.stdin.buffer.read() if args.file == "-" else _read(args.file)
+    except OSError as error:
+        print(f"lokey assess: cannot read {args.file!r}: {error.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    show_progress = not args.no_progress and not args.json and sys.stderr.isatty()
+    bar = _ProgressBar(sys.stderr) if show_progress else None
+    try:
+        result = assess(
+            data,
+            h=args.min_entropy,
+            sequence_bits=args.sequence_bits,
+            progress=bar.update if bar else None,
+        )
+    except InsufficientDataError as error:
+        print(f"lokey assess: input too short: {error}.", file=sys.stderr)
+        print(_minimums_table(), file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        if bar is not None:
+            bar.close()
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        print(render(result))
+    return EXIT_PASS if result.passed else EXIT_FAIL
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as file:
+        return file.read()
+
+
+def _minimums_table() -> str:
+    shortest = minimum_bits()
+    lines = [f"The shortest test needs {shortest} bits ({-(-shortest // 8)} bytes). Per test:"]
+    for name, _, minimum in sp800_22.BATTERY:
+        lines.append(f"  {name:<27} {minimum:>10,} bits ({-(-minimum // 8):,} bytes)")
+    return "\n".join(lines)
+
+
+def render(result: Assessment) -> str:
+    """The human-readable report: health tests, then one table row per SP 800-22 test."""
+    health = result.health
+    lines = [
+        f"{result.size_bytes:,} bytes: {result.sequences} sequence(s) of "
+        f"{result.sequence_bits:,} bits"
+        + (f" ({result.unused_bits:,} trailing bits not tested)" if result.unused_bits else ""),
+        "",
+        f"SP 800-90B health tests (H = {health.h:g} bits/byte, alpha = {_alpha(health.alpha)})",
+        f"  repetition count    cut-off {health.rct_cutoff:>4}  failures {health.rct_failures:>6}"
+        f"  (healthy source: {health.rct_expected:.2g})",
+        f"  adaptive proportion cut-off {health.apt_cutoff:>4}  failures {health.apt_failures:>6}"
+        f"  (healthy source: {health.apt_expected:.2g}, W = {health.apt_window})",
+        f"  start-up (first 1,024 samples): {'passed' if health.startup_passed else 'FAILED'}",
+        f"  verdict: {'PASS' if health.passed else 'FAIL  ' + health.reason}",
+        "",
+        "SP 800-22 Rev 1a (alpha = 0.01)",
+        f"  {'test':<27} {'seq':>4} {'p-values':>8} {'min p':>10} {'pass rate':>10}  verdict",
+    ]
+    lines.extend(_row(verdict) for verdict in result.tests)
+    lines += ["", f"RESULT: {'PASS' if result.passed else 'FAIL'}"]
+    return "\n".join(lines)
+
+
+def _alpha(alpha: float) -> str:
+    """2^-20 rather than 9.54e-07: alphas are chosen as powers of two (SP 800-90B §4.4)."""
+    exponent = math.log2(alpha)
+    return f"2^{exponent:.0f}" if exponent == round(exponent) else f"{alpha:.3g}"
+
+
+def _row(verdict: TestVerdict) -> str:
+    if verdict.status == "skipped":
+        return (
+            f"  {verdict.test:<27} {'-':>4} {'-':>8} {'-':>10} {'-':>10}  skipped: {verdict.reason}"
+        )
+    rate = f"{verdict.proportion:.4f}" if verdict.proportion is not None else "-"
+    min_p = verdict.min_p if verdict.min_p is not None else float("nan")
+    status = "PASS" if verdict.status == "pass" else "FAIL"
+    note = f"  ({verdict.reason})" if verdict.reason else ""
+    return (
+        f"  {verdict.test:<27} {verdict.sequences:>4} {len(verdict.p_values):>8} "
+        f"{min_p:>10.6f} {rate:>10}  {status}{note}"
+    )
+
+
+class _ProgressBar:
+    """A one-line bar on a terminal's stderr, redrawn in place."""
+
+    WIDTH = 30
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def update(self, done: int, total: int) -> None:
+        filled = self.WIDTH * done // max(total, 1)
+        bar = "#" * filled + "." * (self.WIDTH - filled)
+        self._stream.write(f"\rassessing [{bar}] {100 * done // max(total, 1):3d}%")
+        self._stream.flush()
+
+    def close(self) -> None:
+        self._stream.write("\r" + " " * (self.WIDTH + 20) + "\r")
+        self._stream.flush()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
