@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from bench import bench_emulator, bench_quality
+from bench import bench_battery, bench_emulator, bench_quality
 
 
 def main() -> int:
-    results = [bench_emulator.main(), bench_quality.main()]
+    results = [bench_emulator.main(), bench_quality.main(), bench_battery.main()]
     return 0 if all(results) else 1
 
 

@@ -104,3 +104,14 @@ def test_sim_url_options_reach_the_emulator() -> None:
     assert chip.settings.timing.name == "instant"
     assert chip.control.config[4:8] == bytes.fromhex("00006002")
     assert LockState("locked") is LockState.LOCKED
+
+
+def test_quality_benchmarks_run_and_print_their_ratios(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench import bench_battery, bench_quality
+
+    bench_quality.main(mebibytes=2, repeats=1)  # figures vary by machine: not asserted
+    bench_battery.main(repeats=1)
+    out = capsys.readouterr().out
+    assert "health tests" in out
+    assert out.count("ratio to target") == 2
+    assert "ms per sequence" in out
