@@ -115,3 +115,15 @@ def test_quality_benchmarks_run_and_print_their_ratios(capsys: pytest.CaptureFix
     assert "health tests" in out
     assert out.count("ratio to target") == 2
     assert "ms per sequence" in out
+
+
+def test_readme_quality_example_runs_with_the_cut_offs_it_states() -> None:
+    readme = (ROOT / "README.md").read_text()
+    example = next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "sp800_22" in b)
+    check = (
+        "import random\nraw_bytes = random.Random(7).randbytes(4096)\n"
+        + example
+        + "\nprint(tracker.rct_cutoff, tracker.apt_window, tracker.apt_cutoff, usable,"
+        " result.test)\n"
+    )
+    assert _run_python("-c", check).split() == ["4", "512", "14", "3072", "runs"]
