@@ -6,11 +6,92 @@ later issue); everything else LoKey raises on purpose derives from :class:`Lokey
 
 from __future__ import annotations
 
-__all__ = ["InsufficientDataError", "LokeyError", "NotApplicableError", "QualityError"]
+__all__ = [
+    "BusError",
+    "ChipCrcError",
+    "CommunicationError",
+    "DeviceError",
+    "DeviceStatusError",
+    "EccFaultError",
+    "ExecutionError",
+    "HealthTestError",
+    "InsufficientDataError",
+    "LokeyError",
+    "LostCommandError",
+    "NoDeviceError",
+    "NotApplicableError",
+    "ParseError",
+    "QualityError",
+    "SelfTestError",
+    "WatchdogError",
+]
 
 
 class LokeyError(Exception):
     """Base of every error LoKey raises on purpose."""
+
+
+class DeviceError(LokeyError):
+    """The chip, or the bus to it, failed; these count toward the circuit breaker."""
+
+
+class BusError(DeviceError):
+    """The bus itself failed (an ``OSError`` from i2c-dev or the virtual bus, chained)."""
+
+    def __init__(self, message: str, errno: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno
+
+
+class NoDeviceError(BusError):
+    """Nothing acknowledged the chip's address, even after waking and retrying."""
+
+
+class CommunicationError(DeviceError):
+    """A response arrived damaged: wrong count, bad CRC, or bytes that cannot be a response."""
+
+
+class DeviceStatusError(DeviceError):
+    """The chip answered with an error status byte (spec/atecc608a.md §3).
+
+    The subclasses below name each status; ``lokey.hardware.packets`` maps bytes to them.
+    """
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ChipCrcError(DeviceStatusError):
+    """Status 0xFF: the chip received our command damaged (bad CRC or count); resend."""
+
+
+class ParseError(DeviceStatusError):
+    """Status 0x03: illegal opcode, length or parameters; the command must change."""
+
+
+class EccFaultError(DeviceStatusError):
+    """Status 0x05: computation error during ECC processing; a retry may succeed."""
+
+
+class SelfTestError(DeviceStatusError):
+    """Status 0x07: the chip is in Failure state after a failed self-test."""
+
+
+class HealthTestError(DeviceStatusError):
+    """Status 0x08: the chip's own RNG health test failed (sticky until a power cycle)."""
+
+
+class ExecutionError(DeviceStatusError):
+    """Status 0x0F: received correctly but not executable now (locks, permissions)."""
+
+
+class WatchdogError(DeviceStatusError):
+    """Status 0xEE: too little watchdog time left; idle, wake and retry."""
+
+
+class LostCommandError(DeviceStatusError):
+    """Status 0x11 where a result was due: the command was lost and the chip re-woken."""
 
 
 class QualityError(LokeyError):

@@ -1,0 +1,1 @@
+"""The ATECC608A driver: bus protocol, pure packet framing and CRC, transport, typed commands."""
