@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from bench import bench_battery, bench_emulator, bench_quality
+from bench import bench_battery, bench_driver, bench_emulator, bench_quality
 
 
 def main() -> int:
-    results = [bench_emulator.main(), bench_quality.main(), bench_battery.main()]
+    results = [
+        bench_emulator.main(),
+        bench_driver.main(),
+        bench_quality.main(),
+        bench_battery.main(),
+    ]
     return 0 if all(results) else 1
 
 

@@ -23,6 +23,7 @@ __all__ = [
     "ParseError",
     "QualityError",
     "SelfTestError",
+    "UnsupportedDeviceError",
     "WatchdogError",
 ]
 
@@ -49,6 +50,18 @@ class NoDeviceError(BusError):
 
 class CommunicationError(DeviceError):
     """A response arrived damaged: wrong count, bad CRC, or bytes that cannot be a response."""
+
+
+class UnsupportedDeviceError(DeviceError):
+    """Something answers at the chip's address, but its Info revision is not an ATECC608.
+
+    ``revision`` holds the four bytes it reported (spec/atecc608a.md §6: byte 2 is the family,
+    0x60 for the 608A/608B). Retrying does not help: the wrong part, or a wrong address.
+    """
+
+    def __init__(self, message: str, revision: bytes) -> None:
+        super().__init__(message)
+        self.revision = revision
 
 
 class DeviceStatusError(DeviceError):
