@@ -9,8 +9,11 @@ import pytest
 
 from conformance.buses import OpenedBus, open_bus
 from conformance.protocol import Host
+from lokey.errors import LokeyError
 
 DEFAULT_BUS = "sim://atecc608a"
+#: Whether ``--bus`` names an emulator, learnt by opening it once in ``pytest_configure``.
+EMULATED = pytest.StashKey[bool]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -18,7 +21,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--bus",
         default=DEFAULT_BUS,
-        help="bus URL: sim://atecc608a[?timing=&seed=&lock=&revision=] or /dev/i2c-N",
+        help=(
+            "bus URL: sim://atecc608a[?timing=&seed=&lock=&revision=&address=&clock=] "
+            "(virtual clock unless clock=wall), /dev/i2c-N or i2c://<path>, optionally spy+..."
+        ),
     )
     group.addoption(
         "--allow-destructive",
@@ -33,14 +39,14 @@ def pytest_configure(config: pytest.Config) -> None:
     url = config.getoption("--bus", default=None)
     if url is not None:
         try:
-            open_bus(str(url)).bus.close()  # fail once, clearly, before any test runs
-        except (ValueError, OSError) as error:
+            with open_bus(str(url)) as opened:  # fail once, clearly, before any test runs
+                config.stash[EMULATED] = opened.emulator is not None
+        except (ValueError, OSError, LokeyError) as error:
             raise pytest.UsageError(f"--bus {url}: {error}") from None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    url = str(config.getoption("--bus"))
-    if config.getoption("--allow-destructive") or url.startswith("sim://"):
+    if config.getoption("--allow-destructive") or config.stash.get(EMULATED, False):
         return
     skip = pytest.mark.skip(reason="writes the chip: pass --allow-destructive to run it")
     for item in items:
@@ -51,11 +57,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture
 def opened_bus(request: pytest.FixtureRequest) -> Iterator[OpenedBus]:
     """A fresh bus per test (on the emulator: a fresh chip and virtual clock)."""
-    opened = open_bus(str(request.config.getoption("--bus")))
-    try:
+    with open_bus(str(request.config.getoption("--bus"))) as opened:
         yield opened
-    finally:
-        opened.bus.close()
 
 
 @pytest.fixture

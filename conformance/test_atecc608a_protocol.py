@@ -37,7 +37,7 @@ def test_wake_pulse_is_not_acknowledged_and_the_chip_answers_with_the_wake_group
 ) -> None:
     host = Host(opened_bus.bus, opened_bus.clock)
     error = expect_nack(lambda: opened_bus.bus.i2c_rdwr(i2c_msg.write(0x00, [0x00])))
-    if opened_bus.emulated:
+    if opened_bus.emulator is not None:
         assert error.errno == errno.EREMOTEIO  # i2c-bcm2835, spec §15
     opened_bus.clock.sleep(0.0015)
     assert host.read(4) == WAKE_GROUP

@@ -94,7 +94,7 @@ def test_bad_bus_urls_are_refused_naming_what_is_wrong(url: str, message: str) -
 
 def test_sim_url_options_reach_the_emulator() -> None:
     opened = open_bus("sim://atecc608a?lock=locked&timing=instant&seed=5&revision=608A")
-    assert opened.emulated
+    assert opened.kind == "emulator"
     assert isinstance(opened.bus, VirtualI2CBus)
     chip = opened.bus.targets[0x60]
     assert isinstance(chip, ATECC608A)

@@ -1,0 +1,687 @@
+"""One setting picks the bus: ``open_bus(url)`` builds the emulator or opens Linux i2c-dev.
+
+Callers never branch on the backend (the design's "Backend by config", in the manner of
+pySerial's URL handlers): the driver above gets an object with the smbus2 ``i2c_rdwr`` surface
+and a clock, and is byte for byte the same code on the emulator and on a Raspberry Pi.
+
+URL grammar::
+
+    bus-url  = [ "spy+" ] target
+    target   = "sim://atecc608a" [ "?" option *( "&" option ) ]
+             | "/dev/i2c-" N                      ; N = 0, 1, 2 …
+             | "i2c://" absolute-path             ; i2c:///dev/i2c-1, i2c:///tmp/stand-in
+    option   = "timing="   ( "typical" | "maximum" | "instant" )       ; default typical
+             | "seed="     integer                                     ; reproducible RNG
+             | "lock="     ( "unlocked" | "config-locked" | "locked" ) ; default unlocked
+             | "revision=" ( "608A" | "608B" )                         ; default: emulator's
+             | "address="  ( "0x" hex | decimal )                      ; 0x01..0x7F, default 0x60
+             | "clock="    ( "wall" | "virtual" )                      ; default wall
+
+``sim://`` runs on the wall clock unless told otherwise, so a service on the emulator behaves
+like one on hardware; ``clock=virtual`` (or a ``clock=`` argument) gives tests time that moves
+only when someone sleeps. ``spy+`` wraps any bus in a :class:`SpyBus` that records every
+message and writes the recording as JSON lines in the ``sim.i2c_bus`` trace format, so
+``spy+/dev/i2c-1`` on a Pi produces a trace that loads next to the emulator's own.
+
+This is the only ``lokey`` module that imports :mod:`sim`, and only inside the functions that
+build an emulator or serialise a trace (an import-linter contract allows exactly this edge), so
+importing it on a Pi costs nothing and a hardware-only deployment could drop the emulator.
+
+Errors: a URL that cannot work raises :class:`ValueError` naming the problem and the choices,
+before anything is opened. An i2c-dev node that cannot be opened raises
+:class:`lokey.errors.BusError` (with the errno, chained to the ``OSError``) saying which path
+failed and what usually fixes it on a Pi; ``OSError`` from transfers is left to the driver's
+transport, the one seam where bus errors become lokey errors.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import json
+import os
+import re
+import threading
+from collections import deque
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType, TracebackType
+from typing import Final, Literal, Self, TypeAlias
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from smbus2 import SMBus, i2c_msg
+
+from lokey.clock import Clock, SystemClock
+from lokey.errors import BusError
+from lokey.hardware.bus import Bus
+
+__all__ = [
+    "DEFAULT_BUS_URL",
+    "DEFAULT_SPY_CAPACITY",
+    "ENV_BUS_URL",
+    "ENV_I2C_BUS_NUMBER",
+    "NACK_ERRNOS",
+    "SIM_OPTIONS",
+    "BusKind",
+    "BusRecorder",
+    "OpenedBus",
+    "SpyBus",
+    "SpyRecord",
+    "bus_url_from_env",
+    "open_bus",
+    "validate_bus_url",
+]
+
+#: The emulator is the default on every machine (design: "Backend by config").
+DEFAULT_BUS_URL: Final = "sim://atecc608a"
+#: Environment variable holding a full bus URL; wins over :data:`ENV_I2C_BUS_NUMBER`.
+ENV_BUS_URL: Final = "LOKEY_BUS_URL"
+#: The Go reference's variable (spec/service-api.md §6): N selects ``/dev/i2c-N``.
+ENV_I2C_BUS_NUMBER: Final = "I2C_BUS_NUMBER"
+#: Errnos that mean "address not acknowledged" (spec/atecc608a.md §15): EREMOTEIO from
+#: i2c-bcm2835 on a Pi, ENXIO from adapters that follow the kernel's fault-codes document. EIO
+#: and ETIMEDOUT also mean a stuck bus on some adapters, so the spy records them as errors.
+NACK_ERRNOS: Final = frozenset({errno.EREMOTEIO, errno.ENXIO})
+#: Records a spy keeps by default: the virtual bus trace's capacity, for the same reason (a few
+#: seconds of a chip polled flat out, a few MB, safe to leave on).
+DEFAULT_SPY_CAPACITY: Final = 65_536
+
+BusKind: TypeAlias = Literal["emulator", "i2c-dev"]
+Direction: TypeAlias = Literal["w", "r"]
+_Bad: TypeAlias = Callable[[str], ValueError]  # builds the error for one URL from a problem
+
+_EMULATED_DEVICES: Final = ("atecc608a",)
+#: Every ``sim://`` option and its values (None: free-form, checked by its own parser). Kept in
+#: lokey so a URL can be validated without importing the emulator; tests pin these lists to
+#: the emulator's own (TimingModel.named, LockState, REVISIONS).
+SIM_OPTIONS: Final[Mapping[str, tuple[str, ...] | None]] = MappingProxyType(
+    {
+        "timing": ("typical", "maximum", "instant"),
+        "seed": None,
+        "lock": ("unlocked", "config-locked", "locked"),
+        "revision": ("608A", "608B"),
+        "address": None,
+        "clock": ("wall", "virtual"),
+    }
+)
+_OPTION_NOUNS: Final = {
+    "timing": "timing model",
+    "lock": "lock state",
+    "revision": "revision",
+    "clock": "clock",
+}
+_ATECC_ADDRESS: Final = 0x60  # spec §1.1
+_WAKE_ADDRESS: Final = 0x00  # spec §1.3: the wake pulse's address, acknowledged by nobody
+_I2C_M_RD: Final = 0x0001
+_BARE_DEVICE = re.compile(r"/dev/i2c-[0-9]+")  # ASCII only: \d matches any Unicode digit
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_SPY_PREFIX: Final = "spy+"
+_URL_FORMS: Final = (
+    "use sim://atecc608a[?options], /dev/i2c-N, i2c:///dev/i2c-N or i2c://<absolute path>, "
+    "optionally prefixed with spy+"
+)
+
+
+# -- the result ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OpenedBus:
+    """An open bus and everything a caller needs to drive it; close it (or use ``with``).
+
+    ``clock`` is the clock the driver must sleep on with this bus: on the emulator the chip
+    reads it too, so a virtual clock only works if everybody shares it. ``emulator`` is the
+    emulated chip (a ``sim.atecc608a.ATECC608A``; typed loosely so lokey does not depend on
+    sim's types: narrow it with ``isinstance`` in tests), None on hardware. ``trace`` is the
+    spy's recorder when the URL began with ``spy+``.
+    """
+
+    bus: Bus
+    url: str
+    kind: BusKind
+    clock: Clock
+    emulator: object | None = None
+    trace: BusRecorder | None = None
+
+    @property
+    def spy(self) -> bool:
+        """Whether a :class:`SpyBus` records this bus (the URL began with ``spy+``)."""
+        return self.trace is not None
+
+    @property
+    def inner_bus(self) -> Bus:
+        """The bus under the spy (the virtual bus or the ``SMBus``); ``bus`` itself without one."""
+        return self.bus.inner if isinstance(self.bus, SpyBus) else self.bus
+
+    def close(self) -> None:
+        self.bus.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+# -- the spy -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SpyRecord:
+    """One message as the host saw it; the fields of ``sim.i2c_bus.TraceRecord`` minus faults.
+
+    A spy sits above the adapter, so it knows what the host sent and got back and how the
+    ``i2c_rdwr`` call ended, never which injected fault (if any) touched the wire.
+    """
+
+    time: float
+    transfer: int
+    index: int
+    address: int
+    direction: Direction
+    data: bytes
+    outcome: str
+
+
+class BusRecorder:
+    """The bounded recording of a :class:`SpyBus`, writable as sim trace JSON lines.
+
+    Outcomes: ``"ack"`` for every message of a transfer that succeeded. A failed transfer gives
+    each of its messages the transfer's outcome, because Linux reports one errno per
+    ``I2C_RDWR`` and never which message failed: ``"nack"`` for an errno in ``nack_errnos``
+    (``"wake"`` for a write to address 0x00, as the sim trace calls the wake pulse), otherwise
+    ``"error:<ERRNO name>"`` (``"error:<exception class>"`` for a non-OS error). Write data is
+    what the host meant to send; read data is what it received, empty when the transfer failed.
+    For single-message transfers, all the ATECC608A protocol uses, the recording equals the
+    virtual bus's own trace message for message.
+    """
+
+    def __init__(
+        self,
+        capacity: int = DEFAULT_SPY_CAPACITY,
+        *,
+        nack_errnos: Collection[int] = NACK_ERRNOS,
+    ) -> None:
+        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 0:
+            raise ValueError(f"recorder capacity must be a non-negative integer, not {capacity!r}")
+        self._records: deque[SpyRecord] = deque(maxlen=capacity)
+        self._nack_errnos = frozenset(nack_errnos)
+        self._lock = threading.Lock()
+        self._transfers = 0
+
+    @property
+    def capacity(self) -> int:
+        maxlen = self._records.maxlen
+        assert maxlen is not None  # always built with a bound
+        return maxlen
+
+    @property
+    def transfers(self) -> int:
+        """How many ``i2c_rdwr`` calls were recorded (they number the records from 0)."""
+        return self._transfers
+
+    def records(self) -> list[SpyRecord]:
+        """The kept records, oldest first."""
+        with self._lock:
+            return list(self._records)
+
+    def clear(self) -> None:
+        """Forget every record; transfer numbers keep counting."""
+        with self._lock:
+            self._records.clear()
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __repr__(self) -> str:
+        return f"BusRecorder({len(self._records)} records, capacity={self.capacity})"
+
+    def to_jsonl(self) -> str:
+        """The records as JSON lines, byte for byte the format of ``sim.i2c_bus.Trace``.
+
+        Serialised by sim's own ``TraceRecord`` (so the formats cannot drift apart) when sim is
+        importable, which it always is from the lokey distribution; by an equivalent local
+        writer otherwise, so ``spy+/dev/i2c-1`` also works where only lokey is installed.
+        """
+        records = self.records()
+        try:
+            from sim.i2c_bus.trace import TraceRecord  # noqa: PLC0415 - sim stays optional here
+        except ImportError:
+            return "".join(_record_json(r) + "\n" for r in records)
+        return "".join(
+            TraceRecord(
+                r.time, r.transfer, r.index, r.address, r.direction, r.data, r.outcome, ()
+            ).to_json()
+            + "\n"
+            for r in records
+        )
+
+    def write_jsonl(self, path: str | os.PathLike[str]) -> None:
+        """Store the recording; ``sim.i2c_bus.Trace.read_jsonl(path)`` loads it back."""
+        Path(path).write_text(self.to_jsonl(), encoding="utf-8")
+
+    def _record(
+        self,
+        time: float,
+        msgs: Sequence[i2c_msg],
+        sent: Sequence[bytes],
+        failure: BaseException | None,
+    ) -> None:
+        with self._lock:
+            transfer = self._transfers
+            self._transfers = transfer + 1
+            for index, (msg, written) in enumerate(zip(msgs, sent, strict=True)):
+                address: int = msg.addr
+                is_read = bool(msg.flags & _I2C_M_RD)
+                data = written
+                if is_read:
+                    data = _message_bytes(msg) if failure is None else b""
+                self._records.append(
+                    SpyRecord(
+                        time=time,
+                        transfer=transfer,
+                        index=index,
+                        address=address,
+                        direction="r" if is_read else "w",
+                        data=data,
+                        outcome=self._outcome(address, is_read, failure),
+                    )
+                )
+
+    def _outcome(self, address: int, is_read: bool, failure: BaseException | None) -> str:
+        if failure is None:
+            return "ack"
+        code = failure.errno if isinstance(failure, OSError) else None
+        if code in self._nack_errnos:
+            return "wake" if address == _WAKE_ADDRESS and not is_read else "nack"
+        if code is not None:
+            return f"error:{errno.errorcode.get(code, str(code))}"
+        return f"error:{type(failure).__name__}"
+
+
+def _record_json(record: SpyRecord) -> str:
+    """The sim trace's JSON-lines object (keys, order, separators), without importing sim."""
+    return json.dumps(
+        {
+            "t": record.time,
+            "xfer": record.transfer,
+            "i": record.index,
+            "addr": record.address,
+            "dir": record.direction,
+            "data": record.data.hex(),
+            "outcome": record.outcome,
+            "faults": [],
+        },
+        separators=(",", ":"),
+    )
+
+
+def _message_bytes(msg: i2c_msg) -> bytes:
+    """A message's buffer, without dereferencing a NULL one (the bus rejects that with EFAULT)."""
+    length: int = msg.len
+    if not length or not msg.buf:
+        return b""
+    return ctypes.string_at(msg.buf, length)
+
+
+class SpyBus:
+    """Wraps any bus and records every message of every ``i2c_rdwr`` call in a :class:`BusRecorder`.
+
+    Transparent: the same messages reach the inner bus, read buffers are filled in place, and
+    whatever the inner bus raises is re-raised unchanged after it is recorded. Each record's
+    time is the clock's reading when the call began (the transfer's START).
+    """
+
+    def __init__(self, inner: Bus, clock: Clock, recorder: BusRecorder | None = None) -> None:
+        self.inner = inner
+        self.clock = clock
+        self.recorder = BusRecorder() if recorder is None else recorder
+
+    def i2c_rdwr(self, *i2c_msgs: i2c_msg) -> None:
+        started = self.clock.monotonic()
+        sent = [b"" if msg.flags & _I2C_M_RD else _message_bytes(msg) for msg in i2c_msgs]
+        try:
+            self.inner.i2c_rdwr(*i2c_msgs)
+        except Exception as failure:
+            self.recorder._record(started, i2c_msgs, sent, failure)
+            raise
+        self.recorder._record(started, i2c_msgs, sent, None)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"SpyBus({self.inner!r}, {self.recorder!r})"
+
+
+# -- parsing -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _EmulatorTarget:
+    timing: str = "typical"
+    seed: int | None = None
+    lock: str = "unlocked"
+    revision: str | None = None  # None: the emulator's own default personality
+    address: int = _ATECC_ADDRESS
+    clock: str | None = None  # None: the URL does not choose
+
+
+@dataclass(frozen=True)
+class _I2cDevTarget:
+    path: str
+
+
+@dataclass(frozen=True)
+class _ParsedUrl:
+    target: _EmulatorTarget | _I2cDevTarget
+    spy: bool
+    options: frozenset[str]  # the sim options the URL itself set
+
+
+def _parse(url: str) -> _ParsedUrl:
+    if not isinstance(url, str):
+        raise TypeError(f"a bus URL is a str, not {type(url).__name__}")
+
+    def bad(problem: str) -> ValueError:
+        return ValueError(f"cannot open bus {url!r}: {problem}")
+
+    rest = url
+    spy = rest[: len(_SPY_PREFIX)].lower() == _SPY_PREFIX
+    if spy:
+        rest = rest[len(_SPY_PREFIX) :]
+        if not rest:
+            raise bad(f"spy+ needs a bus URL after it; {_URL_FORMS}")
+        if rest[: len(_SPY_PREFIX)].lower() == _SPY_PREFIX:
+            raise bad("spy+ can be given only once")
+    if not rest:
+        raise bad(f"the URL is empty; {_URL_FORMS}")
+    if rest.startswith("/"):
+        if _BARE_DEVICE.fullmatch(rest) is None:
+            raise bad(
+                "a bare path must be an I2C adapter node /dev/i2c-N; "
+                f"write i2c://{rest} to open another i2c-dev node"
+            )
+        return _ParsedUrl(_I2cDevTarget(rest), spy, frozenset())
+    parts = urlsplit(rest)
+    if parts.fragment:
+        raise bad(f"unexpected fragment '#{parts.fragment}'")
+    if parts.scheme == "sim":
+        device = parts.netloc.lower()
+        if device not in _EMULATED_DEVICES:
+            raise bad(
+                f"unknown emulated device {parts.netloc!r}; "
+                f"choose one of: {', '.join(_EMULATED_DEVICES)}"
+            )
+        if parts.path not in ("", "/"):
+            raise bad(f"unexpected path {parts.path!r} after sim://{device}")
+        options = _query(parts.query, bad)
+        return _ParsedUrl(_emulator_target(options, bad), spy, frozenset(options))
+    if parts.scheme == "i2c":
+        path = unquote(parts.path)
+        if parts.netloc or not path.startswith("/"):
+            raise bad(
+                "an i2c URL needs an absolute path after i2c:// "
+                "(three slashes for /dev: i2c:///dev/i2c-1)"
+            )
+        if parts.query:
+            raise bad(f"i2c-dev URLs take no options (got {parts.query!r})")
+        return _ParsedUrl(_I2cDevTarget(path), spy, frozenset())
+    scheme = f"unknown scheme {parts.scheme!r}" if parts.scheme else "not a bus URL"
+    raise bad(f"{scheme}; {_URL_FORMS}")
+
+
+def _query(query: str, bad: _Bad) -> dict[str, str]:
+    if not query:
+        return {}
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=True)
+    except ValueError:
+        raise bad(f"malformed options {query!r}; write name=value pairs joined by &") from None
+    options: dict[str, str] = {}
+    for name, value in pairs:
+        if name not in SIM_OPTIONS:
+            raise bad(
+                f"unknown option {name!r} for sim://atecc608a; "
+                f"choose from: {', '.join(sorted(SIM_OPTIONS))}"
+            )
+        if name in options:
+            raise bad(f"option {name!r} is given twice")
+        options[name] = value
+    return options
+
+
+def _emulator_target(options: Mapping[str, str], bad: _Bad) -> _EmulatorTarget:
+    """Check every option's value and build the target (defaults for options not given)."""
+    checked: dict[str, str] = {}
+    for name in ("timing", "lock", "revision", "clock"):
+        if name in options:
+            checked[name] = _choice(name, options[name], bad)
+    seed: int | None = None
+    if "seed" in options:
+        raw = options["seed"]
+        if _INTEGER.fullmatch(raw) is None:
+            raise bad(f"seed must be an integer, got {raw!r}")
+        seed = int(raw)
+    address = _ATECC_ADDRESS
+    if "address" in options:
+        address = _address(options["address"], bad)
+    return _EmulatorTarget(
+        timing=checked.get("timing", "typical"),
+        seed=seed,
+        lock=checked.get("lock", "unlocked"),
+        revision=checked.get("revision"),
+        address=address,
+        clock=checked.get("clock"),
+    )
+
+
+def _choice(name: str, value: str, bad: _Bad) -> str:
+    choices = SIM_OPTIONS[name]
+    assert choices is not None
+    for choice in choices:
+        # Revisions are printed in upper case (608A); accept any case like the emulator does.
+        if value == choice or (name == "revision" and value.upper() == choice):
+            return choice
+    raise bad(f"unknown {_OPTION_NOUNS[name]} {value!r}; choose one of: {', '.join(choices)}")
+
+
+def _address(raw: str, bad: _Bad) -> int:
+    try:
+        value = int(raw, 0)
+    except ValueError:
+        value = -1
+    if not 0x01 <= value <= 0x7F:
+        raise bad(f"address must be a 7-bit I2C address 0x01..0x7f (like 0x60 or 96), got {raw!r}")
+    return value
+
+
+def validate_bus_url(url: str) -> str:
+    """Check a URL without opening anything (for settings at start-up); return it unchanged.
+
+    Raises the :class:`ValueError` that :func:`open_bus` would raise for it.
+    """
+    _parse(url)
+    return url
+
+
+# -- opening -------------------------------------------------------------------------------------
+
+
+def open_bus(
+    url: str,
+    *,
+    clock: Clock | None = None,
+    defaults: Mapping[str, str] | None = None,
+) -> OpenedBus:
+    """Open the bus ``url`` names (grammar in the module docstring).
+
+    ``clock``: the clock to build the emulator and the spy on (and to return). On ``sim://`` it
+    replaces the default wall clock; a URL that also sets ``clock=`` is refused as ambiguous.
+    On i2c-dev it is returned as given and must run in real time (the chip does).
+
+    ``defaults``: ``sim://`` option values for URLs that do not set them, e.g. a test harness's
+    ``{"clock": "virtual"}``; checked like URL options, ignored by i2c-dev URLs (which have
+    none). Precedence for the clock: URL ``clock=``, then ``clock``, then ``defaults``, then
+    the wall clock.
+    """
+    parsed = _parse(url)
+    target = parsed.target
+    if isinstance(target, _EmulatorTarget):
+        bus, used_clock, chip = _open_emulator(url, parsed, target, clock, defaults)
+        kind: BusKind = "emulator"
+    else:
+        if defaults:
+            _check_defaults(url, defaults)
+        used_clock = SystemClock() if clock is None else clock
+        bus, chip = _open_i2c_dev(target.path), None
+        kind = "i2c-dev"
+    recorder: BusRecorder | None = None
+    if parsed.spy:
+        spy = SpyBus(bus, used_clock)
+        bus, recorder = spy, spy.recorder
+    return OpenedBus(bus=bus, url=url, kind=kind, clock=used_clock, emulator=chip, trace=recorder)
+
+
+def _check_defaults(url: str, defaults: Mapping[str, str]) -> _EmulatorTarget:
+    def bad(problem: str) -> ValueError:
+        return ValueError(f"cannot open bus {url!r}: default {problem}")
+
+    for name in defaults:
+        if name not in SIM_OPTIONS:
+            raise bad(
+                f"option {name!r} is not a sim:// option; "
+                f"choose from: {', '.join(sorted(SIM_OPTIONS))}"
+            )
+    return _emulator_target(defaults, bad)
+
+
+def _open_emulator(
+    url: str,
+    parsed: _ParsedUrl,
+    target: _EmulatorTarget,
+    clock: Clock | None,
+    defaults: Mapping[str, str] | None,
+) -> tuple[Bus, Clock, object]:
+    # The one allowed edge lokey -> sim, taken only when an emulator is asked for.
+    from sim.atecc608a import ATECC608A  # noqa: PLC0415
+    from sim.clock import VirtualClock  # noqa: PLC0415
+    from sim.i2c_bus import VirtualI2CBus  # noqa: PLC0415
+
+    if defaults:
+        fallback = _check_defaults(url, defaults)
+        given = parsed.options
+        target = _EmulatorTarget(
+            timing=target.timing if "timing" in given else fallback.timing,
+            seed=target.seed if "seed" in given else fallback.seed,
+            lock=target.lock if "lock" in given else fallback.lock,
+            revision=target.revision if "revision" in given else fallback.revision,
+            address=target.address if "address" in given else fallback.address,
+            clock=target.clock if "clock" in given else None,
+        )
+        default_clock = fallback.clock
+    else:
+        default_clock = None
+    if target.clock is not None and clock is not None:
+        raise ValueError(
+            f"cannot open bus {url!r}: the URL chooses clock={target.clock} and a clock "
+            "argument was given too; give one of them"
+        )
+    used: Clock
+    if clock is not None:
+        used = clock
+    else:
+        name = target.clock or default_clock or "wall"
+        used = VirtualClock() if name == "virtual" else SystemClock()
+    chip = ATECC608A(
+        clock=used,
+        timing=target.timing,
+        seed=target.seed,
+        lock=target.lock,
+        revision=target.revision,
+    )
+    bus = VirtualI2CBus(used)
+    bus.attach(target.address, chip)
+    return bus, used, chip
+
+
+def _open_i2c_dev(path: str) -> SMBus:
+    smbus = SMBus()
+    try:
+        smbus.open(path)
+    except OSError as exc:
+        opened = smbus.fd is not None  # os.open worked; the I2C_FUNCS probe did not
+        smbus.close()  # smbus2 leaves the descriptor open when the probe fails
+        raise BusError(_open_failure(path, exc, opened=opened), exc.errno) from exc
+    return smbus
+
+
+def _open_failure(path: str, exc: OSError, *, opened: bool) -> str:
+    code = exc.errno
+    name = errno.errorcode.get(code, "?") if code is not None else "?"
+    head = f"cannot open I2C bus {path}: {exc.strerror or exc} ({name})"
+    if opened:
+        return (
+            f"{path} opened but is not an I2C adapter: the I2C_FUNCS ioctl failed with "
+            f"{exc.strerror or exc} ({name}); give the /dev/i2c-N node of an adapter"
+        )
+    if code == errno.ENOENT:
+        return (
+            f"{head}. On a Raspberry Pi enable I2C (dtparam=i2c_arm=on in config.txt, or "
+            "raspi-config: Interface Options > I2C), reboot, check that `ls /dev/i2c-*` lists "
+            "the adapter and that the i2c-dev module is loaded (modprobe i2c-dev); "
+            "LOKEY_BUS_URL or I2C_BUS_NUMBER selects the node"
+        )
+    if code in (errno.EACCES, errno.EPERM):
+        return (
+            f"{head}. The node is normally crw-rw---- root:i2c: add the service user to the "
+            "i2c group (sudo usermod -aG i2c <user>, then log in again) or fix the udev rule "
+            "for the node's permissions"
+        )
+    return head
+
+
+# -- configuration from the environment -----------------------------------------------------------
+
+
+def bus_url_from_env(env: Mapping[str, str]) -> str:
+    """The bus URL a service should open, from its environment.
+
+    Precedence: ``LOKEY_BUS_URL`` (any URL :func:`open_bus` accepts, checked here), then the
+    Go reference's ``I2C_BUS_NUMBER`` (a non-negative integer N, giving ``/dev/i2c-N``), then
+    :data:`DEFAULT_BUS_URL` (the emulator, on every machine; unlike the reference, which
+    defaults to bus 1). A variable that is set but empty or blank counts as unset, as
+    ``VAR=`` lines in compose files and unit files mean.
+    """
+    url = env.get(ENV_BUS_URL, "").strip()
+    if url:
+        try:
+            return validate_bus_url(url)
+        except ValueError as exc:
+            raise ValueError(f"{ENV_BUS_URL}: {exc}") from None
+    number = env.get(ENV_I2C_BUS_NUMBER, "").strip()
+    if number:
+        if re.fullmatch(r"\+?[0-9]+", number) is None:
+            raise ValueError(
+                f"{ENV_I2C_BUS_NUMBER} must be a non-negative integer (the N of /dev/i2c-N), "
+                f"got {env[ENV_I2C_BUS_NUMBER]!r}"
+            )
+        return f"/dev/i2c-{int(number)}"
+    return DEFAULT_BUS_URL
