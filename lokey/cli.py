@@ -1,8 +1,10 @@
 """The ``lokey`` command.
 
 ``lokey assess FILE`` judges a file of raw TRNG bytes with the SP 800-90B health tests and the
-SP 800-22 battery. Exit status: 0 the data passes, 1 it fails, 2 the command could not run
-(unreadable or too-short input, bad options).
+SP 800-22 battery. ``lokey provision`` shows, and with ``--yes`` applies, the chip's RNG
+configuration. Exit status: 0 success (the data passes; provisioning done or nothing to do),
+1 failure (the data fails; the chip refused), 2 the command could not run (bad input or
+options, a bus that cannot be opened).
 """
 
 from __future__ import annotations
@@ -10,11 +12,16 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import TextIO
 
-from lokey.errors import InsufficientDataError
+from lokey.backends import bus_url_from_env, open_bus
+from lokey.errors import InsufficientDataError, LokeyError
+from lokey.hardware.commands import Atecc608aDriver
+from lokey.hardware.provisioning import ProvisionPlan, field_of, plan, provision
+from lokey.hardware.transport import Transport
 from lokey.quality import sp800_22
 from lokey.quality.assess import SEQUENCE_BITS, Assessment, TestVerdict, assess, minimum_bits
 
@@ -60,6 +67,27 @@ def _parser() -> argparse.ArgumentParser:
         "--no-progress", action="store_true", help="never draw the progress bar on stderr"
     )
     assess_cmd.set_defaults(run=_assess)
+
+    provision_cmd = commands.add_parser(
+        "provision",
+        help="show, then (with --yes) write and lock the chip's RNG configuration",
+        description=(
+            "Compare the chip's config zone with LoKey's RNG template, show every word that "
+            "would change and the Lock summary CRC. Nothing is written without --yes; with it "
+            "the words are written, read back, and the config zone is locked with the summary "
+            "CRC (mode 0x00). Locking is irreversible."
+        ),
+    )
+    provision_cmd.add_argument(
+        "--bus",
+        metavar="URL",
+        default=None,
+        help="bus URL (default: LOKEY_BUS_URL, else /dev/i2c-$I2C_BUS_NUMBER, else the emulator)",
+    )
+    provision_cmd.add_argument(
+        "--yes", action="store_true", help="really write and lock (irreversible on a real chip)"
+    )
+    provision_cmd.set_defaults(run=_provision)
     return parser
 
 
@@ -116,6 +144,52 @@ def _assess(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     else:
         print(render(result))
     return EXIT_PASS if result.passed else EXIT_FAIL
+
+
+def _provision(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    try:
+        url = args.bus or bus_url_from_env(os.environ)
+        opened = open_bus(url)
+    except (ValueError, LokeyError) as error:
+        print(f"lokey provision: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    with opened:
+        driver = Atecc608aDriver(Transport(opened.bus, opened.clock))
+        try:
+            current = driver.read_config()
+            the_plan = plan(current)
+            print(render_plan(the_plan, url))
+            if the_plan.already_locked:
+                print("The config zone is already locked: nothing to do.")
+                return EXIT_PASS
+            if not args.yes:
+                print("Dry run: nothing was written. Pass --yes to write and lock.")
+                return EXIT_PASS
+            provision(driver)
+        except LokeyError as error:
+            print(f"lokey provision: {error}", file=sys.stderr)
+            return EXIT_FAIL
+        finally:
+            driver.close()
+    print(f"Config zone locked with summary CRC 0x{the_plan.summary_crc:04X}.")
+    return EXIT_PASS
+
+
+def render_plan(the_plan: ProvisionPlan, url: str) -> str:
+    """The words provisioning would change, field by field, and the summary it locks with."""
+    lines = [f"Chip on {url}: config zone {'LOCKED' if the_plan.already_locked else 'unlocked'}"]
+    if the_plan.writes:
+        lines.append(f"  {'word':>4}  {'bytes':>7}  {'field':<22} {'now':<11} {'template':<11}")
+        for write in the_plan.writes:
+            span = f"{write.offset}-{write.offset + 3}"
+            lines.append(
+                f"  0x{write.word:02X}  {span:>7}  {field_of(write.offset):<22} "
+                f"{write.current.hex(' '):<11} {write.new.hex(' '):<11}"
+            )
+    else:
+        lines.append("  bytes 16-127 already match the RNG template: no writes needed")
+    lines.append(f"  Lock summary CRC after the writes: 0x{the_plan.summary_crc:04X} (mode 0x00)")
+    return "\n".join(lines)
 
 
 def _read(path: str) -> bytes:

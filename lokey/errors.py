@@ -21,6 +21,7 @@ __all__ = [
     "NoDeviceError",
     "NotApplicableError",
     "ParseError",
+    "ProvisioningError",
     "QualityError",
     "SelfTestError",
     "UnsupportedDeviceError",
@@ -105,6 +106,10 @@ class WatchdogError(DeviceStatusError):
 
 class LostCommandError(DeviceStatusError):
     """Status 0x11 where a result was due: the command was lost and the chip re-woken."""
+
+
+class ProvisioningError(LokeyError):
+    """Provisioning stopped before locking: the config did not come out as planned."""
 
 
 class QualityError(LokeyError):
