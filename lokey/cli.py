@@ -14,6 +14,7 @@ import json
 import math
 import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from typing import TextIO
 
@@ -23,16 +24,39 @@ from lokey.hardware.commands import Atecc608aDriver
 from lokey.hardware.provisioning import ProvisionPlan, field_of, plan, provision
 from lokey.hardware.transport import Transport
 from lokey.quality import sp800_22
-from lokey.quality.assess import SEQUENCE_BITS, Assessment, TestVerdict, assess, minimum_bits
+from lokey.quality.assess import (
+    BATTERY_ALPHA,
+    SEQUENCE_BITS,
+    Assessment,
+    TestVerdict,
+    assess,
+    minimum_bits,
+)
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+DEFAULT_MAX_BYTES = 64 << 20  # about 500 MB of working memory at most: fits a Raspberry Pi
+MIN_ENTROPY = 0.01  # bits per byte; below this the RCT cut-off exceeds any input (> 2,000)
+MIN_SEQUENCE_BITS = 1_000  # below this most tests cannot run and p-values are coarse
+MAX_SEQUENCE_BITS = 100_000_000
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    command: int = args.run(args, parser)
-    return command
+    try:
+        status: int = args.run(args, parser)
+    except KeyboardInterrupt:
+        print("lokey: interrupted", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception:
+        # A bug, not a verdict: never let it exit 1, which means "the data fails".
+        traceback.print_exc()
+        print(
+            "lokey: internal error (the traceback above is a bug: please report it)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    return status
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -51,17 +75,24 @@ def _parser() -> argparse.ArgumentParser:
     assess_cmd.add_argument("--json", action="store_true", help="print the result as JSON")
     assess_cmd.add_argument(
         "--min-entropy",
-        type=_positive_float("--min-entropy", upper=8.0),
+        type=_bounded_float("--min-entropy", lower=MIN_ENTROPY, upper=8.0),
         default=8.0,
         metavar="H",
         help="claimed min-entropy per byte for the health-test cut-offs (default 8)",
     )
     assess_cmd.add_argument(
         "--sequence-bits",
-        type=_positive_int("--sequence-bits"),
+        type=_bounded_int("--sequence-bits", lower=MIN_SEQUENCE_BITS, upper=MAX_SEQUENCE_BITS),
         default=SEQUENCE_BITS,
         metavar="N",
         help=f"split the input into sequences of N bits (default {SEQUENCE_BITS:,})",
+    )
+    assess_cmd.add_argument(
+        "--max-bytes",
+        type=_bounded_int("--max-bytes", lower=1, upper=1 << 40),
+        default=DEFAULT_MAX_BYTES,
+        metavar="N",
+        help=f"refuse inputs larger than N bytes (default {DEFAULT_MAX_BYTES:,}: 64 MiB)",
     )
     assess_cmd.add_argument(
         "--no-progress", action="store_true", help="never draw the progress bar on stderr"
@@ -91,27 +122,31 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _positive_float(option: str, upper: float) -> Callable[[str], float]:
+def _bounded_float(option: str, *, lower: float, upper: float) -> Callable[[str], float]:
     def parse(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{option} must be a number, got {text!r}") from None
-        if not 0 < value <= upper:
-            raise argparse.ArgumentTypeError(f"{option} must be in (0, {upper:g}], got {text}")
+        if not lower <= value <= upper:
+            raise argparse.ArgumentTypeError(
+                f"{option} must be in [{lower:g}, {upper:g}], got {text}"
+            )
         return value
 
     return parse
 
 
-def _positive_int(option: str) -> Callable[[str], int]:
+def _bounded_int(option: str, *, lower: int, upper: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
             value = int(text.replace("_", ""))
         except ValueError:
             raise argparse.ArgumentTypeError(f"{option} must be an integer, got {text!r}") from None
-        if value < 1:
-            raise argparse.ArgumentTypeError(f"{option} must be positive, got {text}")
+        if not lower <= value <= upper:
+            raise argparse.ArgumentTypeError(
+                f"{option} must be in [{lower:,}, {upper:,}], got {text}"
+            )
         return value
 
     return parse
@@ -119,9 +154,20 @@ def _positive_int(option: str) -> Callable[[str], int]:
 
 def _assess(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     try:
-        data = sys.stdin.buffer.read() if args.file == "-" else _read(args.file)
+        if args.file == "-":
+            data = sys.stdin.buffer.read(args.max_bytes + 1)
+        else:
+            with open(args.file, "rb") as file:
+                data = file.read(args.max_bytes + 1)
     except OSError as error:
         print(f"lokey assess: cannot read {args.file!r}: {error.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    if len(data) > args.max_bytes:
+        print(
+            f"lokey assess: {args.file!r} is larger than --max-bytes {args.max_bytes:,}; "
+            "assess a slice of it or raise the limit",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     show_progress = not args.no_progress and not args.json and sys.stderr.isatty()
     bar = _ProgressBar(sys.stderr) if show_progress else None
@@ -135,6 +181,13 @@ def _assess(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     except InsufficientDataError as error:
         print(f"lokey assess: input too short: {error}.", file=sys.stderr)
         print(_minimums_table(), file=sys.stderr)
+        return EXIT_USAGE
+    except MemoryError:
+        print(
+            f"lokey assess: out of memory for {len(data):,} bytes; lower --max-bytes or "
+            "--sequence-bits",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     finally:
         if bar is not None:
@@ -192,11 +245,6 @@ def render_plan(the_plan: ProvisionPlan, url: str) -> str:
     return "\n".join(lines)
 
 
-def _read(path: str) -> bytes:
-    with open(path, "rb") as file:
-        return file.read()
-
-
 def _minimums_table() -> str:
     shortest = minimum_bits()
     lines = [f"The shortest test needs {shortest} bits ({-(-shortest // 8)} bytes). Per test:"]
@@ -214,19 +262,30 @@ def render(result: Assessment) -> str:
         + (f" ({result.unused_bits:,} trailing bits not tested)" if result.unused_bits else ""),
         "",
         f"SP 800-90B health tests (H = {health.h:g} bits/byte, alpha = {_alpha(health.alpha)})",
-        f"  repetition count    cut-off {health.rct_cutoff:>4}  failures {health.rct_failures:>6}"
-        f"  (healthy source: {health.rct_expected:.2g})",
-        f"  adaptive proportion cut-off {health.apt_cutoff:>4}  failures {health.apt_failures:>6}"
-        f"  (healthy source: {health.apt_expected:.2g}, W = {health.apt_window})",
-        f"  start-up (first 1,024 samples): {'passed' if health.startup_passed else 'FAILED'}",
+        f"  repetition count    cut-off {health.rct_cutoff:>4}  failing runs    "
+        f"{health.rct_events:>6}  (healthy source: {health.rct_expected:.2g})",
+        f"  adaptive proportion cut-off {health.apt_cutoff:>4}  failing windows "
+        f"{health.apt_events:>6}  (healthy source: {health.apt_expected:.2g}, W = "
+        f"{health.apt_window})",
+        f"  start-up (first 1,024 samples): {_STARTUP[health.startup]}",
         f"  verdict: {'PASS' if health.passed else 'FAIL  ' + health.reason}",
         "",
-        "SP 800-22 Rev 1a (alpha = 0.01)",
+        f"SP 800-22 Rev 1a (p-values at 0.01; verdicts hold the whole battery's false-alarm "
+        f"rate at {BATTERY_ALPHA:g})",
         f"  {'test':<27} {'seq':>4} {'p-values':>8} {'min p':>10} {'pass rate':>10}  verdict",
     ]
     lines.extend(_row(verdict) for verdict in result.tests)
-    lines += ["", f"RESULT: {'PASS' if result.passed else 'FAIL'}"]
+    ran = sum(1 for t in result.tests if t.status != "skipped")
+    partial = f" ({ran} of {len(result.tests)} tests could run)" if ran < len(result.tests) else ""
+    lines += ["", f"RESULT: {'PASS' if result.passed else 'FAIL'}{partial}"]
     return "\n".join(lines)
+
+
+_STARTUP = {
+    "passed": "passed",
+    "failed": "FAILED",
+    "not run": "not run (fewer than 1,024 samples)",
+}
 
 
 def _alpha(alpha: float) -> str:

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from lokey.errors import InsufficientDataError
 from lokey.quality import sp800_22
-from lokey.quality.assess import assess, health_verdict, minimum_bits
+from lokey.quality.assess import BATTERY_ALPHA, assess, health_verdict, judge, minimum_bits
 
 
 def _keystream(size: int, label: bytes = b"test_assess") -> bytes:
@@ -53,11 +53,14 @@ def test_long_input_is_split_into_1_mbit_sequences_and_the_tail_is_reported() ->
     assert len(frequency.p_values) == 2
 
 
-def test_every_p_value_of_every_sequence_and_sub_test_is_pooled() -> None:
+def test_every_p_value_of_every_sequence_and_sub_test_is_reported() -> None:
     result = assess(_keystream(2 * 125_000))
     templates = next(t for t in result.tests if t.test == "non_overlapping_template")
     assert len(templates.p_values) == 2 * 148  # SP 800-22 §2.7: 148 aperiodic 9-bit templates
-    assert templates.uniformity_p is not None  # >= 55 p-values: §4.2.2 applies
+    assert templates.threshold is not None
+    # Šidák over 148 column statistics at the per-test level of a 1 % battery (15 tests)
+    per_test = 1 - 0.99 ** (1 / 15)
+    assert templates.threshold == pytest.approx(1 - (1 - per_test) ** (1 / 148))
 
 
 def test_proportion_rule_fails_a_test_whose_p_values_fall_below_alpha() -> None:
@@ -66,7 +69,9 @@ def test_proportion_rule_fails_a_test_whose_p_values_fall_below_alpha() -> None:
     frequency = next(t for t in result.tests if t.test == "frequency")
     assert frequency.status == "fail"
     assert frequency.proportion == 0.0
-    assert "1 of 1 p-values below 0.01" in frequency.reason
+    assert frequency.statistic is not None
+    assert frequency.threshold is not None
+    assert frequency.statistic < frequency.threshold
     assert not result.passed
 
 
@@ -90,7 +95,7 @@ def test_health_passes_a_long_stream_with_the_false_alarms_its_alpha_predicts() 
     data = bytearray(_keystream(16 << 20))
     data[5_000_000:5_000_004] = b"\x42" * 4  # one RCT false alarm: expected ~1 in 16 MiB
     verdict = health_verdict(bytes(data))
-    assert verdict.rct_failures >= 1
+    assert verdict.rct_events >= 1
     assert verdict.passed, verdict.reason
 
 
@@ -106,9 +111,65 @@ def test_health_fails_when_failures_are_improbable_for_a_healthy_source() -> Non
 def test_health_fails_when_start_up_fails() -> None:
     data = b"\x00" * 8 + _keystream(1 << 20)
     verdict = health_verdict(data)
-    assert not verdict.startup_passed
+    assert verdict.startup == "failed"
     assert not verdict.passed
     assert "start-up" in verdict.reason
+
+
+def test_start_up_is_not_run_on_fewer_than_1024_samples() -> None:
+    result = assess(_keystream(13))
+    assert result.health.startup == "not run"  # SP 800-90B §4.3 needs 1,024 samples
+
+
+def test_health_counts_runs_not_samples_so_a_source_at_its_claimed_h_rarely_fails() -> None:
+    # Bytes 0/1 (raw bits stored one per byte) carry exactly H = 1; counting every signalling
+    # sample of a long run would overstate the evidence and fail such sources far too often.
+    generator = np.random.Generator(np.random.PCG64(90))
+    verdicts = [
+        health_verdict(generator.integers(0, 2, 1 << 20, dtype=np.uint8).tobytes(), h=1.0)
+        for _ in range(100)
+    ]
+    failed = sum(1 for verdict in verdicts if not verdict.passed)
+    assert failed <= 4  # the tail threshold is 0.01: about 1 in 100 on average
+
+
+def _battery_false_fail_rate(sequences: int, batteries: int, seed: int) -> float:
+    """Judge simulated batteries of uniform p-values shaped like the real one."""
+    generator = np.random.Generator(np.random.PCG64(seed))
+    shapes = {name: 1 for name, _, _ in sp800_22.BATTERY}
+    shapes.update(
+        non_overlapping_template=148,
+        serial=2,
+        cumulative_sums=2,
+        random_excursions=8,
+        random_excursions_variant=18,
+    )
+    test_alpha = 1 - (1 - BATTERY_ALPHA) ** (1 / len(shapes))
+    failures = 0
+    for _ in range(batteries):
+        failed = False
+        for columns in shapes.values():
+            p = generator.random((columns, sequences))
+            verdict = judge([list(column) for column in p], test_alpha=test_alpha, uniformity=True)
+            failed = failed or verdict.failed
+        failures += failed
+    return failures / batteries
+
+
+@pytest.mark.parametrize("sequences", [1, 10])
+def test_the_battery_verdict_fails_perfect_data_about_one_run_in_a_hundred(sequences: int) -> None:
+    rate = _battery_false_fail_rate(sequences, batteries=300, seed=sequences)
+    assert rate <= 0.03  # BATTERY_ALPHA = 0.01; 300 batteries leave room for chance
+
+
+def test_judge_uses_the_p_value_itself_for_one_sequence_and_the_binomial_tail_for_many() -> None:
+    one = judge([[0.004]], test_alpha=0.01, uniformity=False)
+    assert one.statistic == 0.004
+    assert one.threshold == pytest.approx(0.01)
+    assert one.failed
+    many = judge([[0.004] + [0.5] * 9], test_alpha=0.01, uniformity=False)
+    assert many.statistic == pytest.approx(1 - 0.99**10)  # P(at least 1 of 10 below 0.01)
+    assert not many.failed
 
 
 def test_health_cut_offs_follow_the_claimed_min_entropy() -> None:

@@ -107,10 +107,12 @@ def test_too_short_input_exits_2_and_lists_each_tests_minimum(
 @pytest.mark.parametrize(
     ("option", "value", "message"),
     [
-        ("--min-entropy", "9", "must be in (0, 8]"),
+        ("--min-entropy", "9", "must be in [0.01, 8]"),
+        ("--min-entropy", "1e-30", "must be in [0.01, 8]"),
         ("--min-entropy", "x", "must be a number"),
-        ("--sequence-bits", "0", "must be positive"),
+        ("--sequence-bits", "1", "must be in [1,000, 100,000,000]"),
         ("--sequence-bits", "1e6", "must be an integer"),
+        ("--max-bytes", "0", "must be in [1,"),
     ],
 )
 def test_bad_options_exit_2_naming_the_option(
@@ -126,6 +128,24 @@ def test_bad_options_exit_2_naming_the_option(
     err = capsys.readouterr().err
     assert option in err
     assert message in err
+
+
+def test_input_larger_than_max_bytes_exits_2(
+    good_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["assess", "--max-bytes", "1000", str(good_file)]) == cli.EXIT_USAGE
+    assert "larger than --max-bytes 1,000" in capsys.readouterr().err
+
+
+def test_fewer_than_1024_samples_say_start_up_was_not_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "tiny.bin"
+    path.write_bytes(_keystream(13))
+    cli.main(["assess", str(path)])
+    out = capsys.readouterr().out
+    assert "start-up (first 1,024 samples): not run" in out
+    assert "3 of 15 tests could run" in out
 
 
 def test_progress_bar_draws_in_place_and_clears() -> None:
@@ -149,3 +169,14 @@ def test_the_lokey_console_script_is_installed_and_runs(good_file: Path) -> None
     )
     assert done.returncode == cli.EXIT_PASS, done.stderr
     assert json.loads(done.stdout)["passed"] is True
+
+
+def test_an_internal_error_exits_2_not_1_which_means_the_data_fails(
+    good_file: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(cli, "assess", broken)
+    assert cli.main(["assess", str(good_file)]) == cli.EXIT_USAGE
+    assert "internal error" in capsys.readouterr().err

@@ -18,9 +18,8 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 __all__ = ["CORPORA", "CORPUS_BYTES", "GOOD_CORPUS_BYTES", "Corpus"]
 
 CORPUS_BYTES = 125_000  # one SP 800-22 sequence of 10^6 bits: enough to catch a bad source
-# Good corpora hold ten sequences, so their verdict is the standard's second-level one
-# (SP 800-22 §4.2.1): a single 10^6-bit sequence of perfect data fails some test 1 % of the time
-# per test, and a recorded 10^6-bit OS sample did fail serial at P = 0.005.
+# Good corpora hold ten sequences, so their verdict exercises the second-level checks
+# (SP 800-22 §4.2.1 proportion per sub-test) as well as the single-sequence path the bad ones use.
 GOOD_CORPUS_BYTES = 10 * CORPUS_BYTES
 _DATA = Path(__file__).resolve().parent / "data"
 # The recorded OS CSPRNG sample (os.urandom, once); pinned so it cannot change unnoticed.
