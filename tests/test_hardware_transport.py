@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 
 import pytest
+from smbus2 import i2c_msg
 
 from lokey.errors import (
     BusError,
@@ -354,6 +355,17 @@ def test_a_brown_out_is_a_bus_error_and_the_next_call_wakes_and_works() -> None:
     assert caught.value.errno == errno.EREMOTEIO
     assert rig.chip.control.state().power == "sleep"
     assert rig.driver.random() == BLOCKS[0]
+
+
+def test_a_partial_command_left_in_the_chip_is_discarded_and_the_call_works() -> None:
+    # §1.4 / §14: an awake chip holding a partial group NACKs reads and ignores wake pulses; the
+    # driver must reset the input with word address 0x00 instead of reporting "no device".
+    rig = scripted_rig()
+    assert rig.driver.random() == BLOCKS[0]
+    rig.transport.wake()
+    rig.bus.i2c_rdwr(i2c_msg.write(0x60, bytes.fromhex("03071b")))  # broke off after 2 bytes
+    rig.transport._awake = False  # as after a write that failed mid-message
+    assert rig.driver.random() == BLOCKS[1]
 
 
 def test_an_rng_health_failure_is_sticky_until_a_power_cycle() -> None:

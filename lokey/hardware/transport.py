@@ -654,6 +654,10 @@ class Transport:
                 if not _retryable(exc):
                     raise _os_error(exc, "wake: reading the wake group") from exc
                 last_error, garbage = exc, None  # asleep, still waking, or absent: pulse again
+                # An awake chip holding a partial command NACKs every read and ignores pulses
+                # (§1.4, §14): word address 0x00 discards the partial group. Harmless otherwise:
+                # asleep, the write to our address is itself a wake (decision 3).
+                self._reset_quietly()
                 continue
             if group == _WAKE_GROUP or (allow_failure_state and group == _SELFTEST_WAKE_GROUP):
                 self._awake, self._woke_at = True, first_pulse
@@ -687,6 +691,11 @@ class Transport:
             self._awake = False
             with suppress(OSError):
                 self._write(bytes((WordAddress.IDLE,)))
+
+    def _reset_quietly(self) -> None:
+        """Send word address 0x00 (reset the I/O pointer and any partial input), ignoring NACKs."""
+        with suppress(OSError):
+            self._write(bytes((WordAddress.RESET,)))
 
     def _sleep_quietly(self) -> None:
         """Send sleep, ignoring a NACK (the chip may be asleep, idle or busy already)."""
