@@ -64,6 +64,23 @@ def test_provision_refuses_a_locked_chip_and_writes_nothing() -> None:
     assert not {Opcode.WRITE, Opcode.LOCK} & set(rig.opcodes())
 
 
+def test_provision_refuses_when_the_config_changed_since_the_plan_was_shown() -> None:
+    rig = make_driver_rig("instant", lock="unlocked")
+    shown = plan(rig.driver.read_config())
+    rig.chip.control.write_config(84, b"\x07")  # UserExtra changes behind the operator's back
+    with pytest.raises(ProvisioningError, match="changed since the plan was shown"):
+        provision(rig.driver, shown)
+    assert not rig.chip.control.state().config_locked
+
+
+def test_provision_locks_exactly_the_approved_plan() -> None:
+    rig = make_driver_rig("instant", lock="unlocked")
+    shown = plan(rig.driver.read_config())
+    assert provision(rig.driver, shown) == shown
+    locks = [r for r in rig.chip.control.commands() if r.opcode == Opcode.LOCK]
+    assert [r.param2 for r in locks] == [shown.summary_crc]
+
+
 def test_a_write_the_chip_refuses_leaves_the_zone_unlocked() -> None:
     rig = make_driver_rig("instant", lock="unlocked")
     rig.driver.write_config_word(4, bytes.fromhex("c0005500"))

@@ -128,14 +128,28 @@ def field_of(offset: int) -> str:
     return "serial/revision" if offset < 16 else "?"
 
 
-def provision(driver: Atecc608aDriver, template: bytes = RNG_TEMPLATE) -> ProvisionPlan:
-    """Write the template, verify the read-back image, lock the config zone with its CRC.
+def provision(
+    driver: Atecc608aDriver,
+    approved: ProvisionPlan | None = None,
+    *,
+    template: bytes = RNG_TEMPLATE,
+) -> ProvisionPlan:
+    """Write the plan, verify the read-back image, lock the config zone with its CRC.
 
-    Raises :class:`ProvisioningError` (nothing locked) when the zone is already locked or the
-    read-back differs from the plan. Device errors propagate as they are.
+    ``approved`` is the plan a person was shown: provisioning refuses if the chip's config no
+    longer matches what that plan was computed from, so what gets locked is what was approved.
+    Without it, the plan is computed from ``template`` here. Raises
+    :class:`ProvisioningError` (nothing locked) when the zone is already locked, the config
+    changed since the approval, or the read-back differs from the plan. Device errors
+    propagate as they are.
     """
     with driver.session():
-        the_plan = plan(driver.read_config(), template)
+        current = driver.read_config()
+        if approved is not None and current != approved.current:
+            raise ProvisioningError(
+                "the chip's config changed since the plan was shown; nothing written or locked"
+            )
+        the_plan = approved if approved is not None else plan(current, template)
         if the_plan.already_locked:
             raise ProvisioningError("the config zone is already locked: nothing to provision")
         for write in the_plan.writes:
