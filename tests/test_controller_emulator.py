@@ -8,11 +8,13 @@ outlive every reopen, as on real hardware, so injected faults persist until the 
 them.
 
 For every chip fault (spec/atecc608a.md §14) and every bus fault the emulator can inject: no bad
-sample is ever returned, the controller lands in the state the design says (FAILED, below the
-breaker threshold), keeps failing while the fault lasts, and is HEALTHY again once the fault is
-cleared (a latched RNG health failure also needs the power cycle that silicon needs). Samples
-are compared with the chip's scripted output, so "never a bad sample" means exactly what the
-chip produced, and only when it was healthy.
+sample is ever returned, the controller lands in the state the design says (FAILED at the first
+failure, below the breaker threshold), keeps failing while the fault lasts (its failed recovery
+attempts open the breaker, which then admits one trial per open period), and is HEALTHY again
+once the fault is cleared (a latched RNG health failure also needs the power cycle that silicon
+needs). Samples are compared with the chip's scripted output, so "never a bad sample" means
+exactly what the chip produced, and only when it was healthy; a noise source that cycles or
+replays is caught by the repeat check, so no sample is ever served twice.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 import pytest
 
 from lokey.controller import (
+    DEFAULT_BREAKER_OPEN_S,
     BorrowedBus,
     BreakerState,
     ChipDevice,
@@ -149,9 +152,12 @@ def test_an_unlocked_chip_never_yields_a_sample() -> None:
     rig = make_rig(lock="unlocked")
     run_for(rig.controller, rig.clock, 600.0)
     status = rig.controller.status()
-    assert status.state is S.FAILED
+    # the initial attempt and four recovery attempts fail (breaker open after 1.5 s), then
+    # one half-open trial at 301.5 s fails too; the next is due at 601.5 s
+    assert status.state is S.CIRCUIT_OPEN
+    assert (status.breaker.opened, status.breaker.trials) == (2, 1)
     assert status.served == 0
-    assert status.source.rejected[RejectReason.TEST_PATTERN] >= 10
+    assert status.source.rejected[RejectReason.TEST_PATTERN] == 6
     assert status.last_error is not None
     assert "test_pattern" in status.last_error
     with pytest.raises(DeviceUnavailableError):
@@ -236,20 +242,28 @@ def test_a_lasting_fault_fails_the_device_and_recovery_follows_the_clearing(case
     with pytest.raises(DeviceUnavailableError) as info:
         controller.generate(5)
     assert info.value.state == "failed"  # one failure: below the breaker threshold
-    # While the fault lasts: every attempt fails, all ten and then on at the maximum back-off.
-    for _ in range(60):  # a slow bus makes each attempt take minutes of (virtual) time
-        run_for(controller, rig.clock, 60.0)
-        status = controller.status()
-        assert status.state is S.FAILED
-        if status.exhausted:
-            break
+    # While the fault lasts every recovery attempt fails on the device, and the breaker counts
+    # it: the 4th failed attempt is the 5th consecutive device failure. (A slow bus makes each
+    # attempt take minutes of virtual time.)
+    run_until(controller, rig.clock, S.CIRCUIT_OPEN, limit_s=3600.0)
+    status = controller.status()
+    assert status.attempt == 4
+    assert (status.breaker.consecutive_failures, status.breaker.opened) == (5, 1)
+    # Then one trial per open period, each failing and re-opening: a virtual hour of it.
+    run_for(controller, rig.clock, 3600.0)
+    status = controller.status()
+    assert status.state is S.CIRCUIT_OPEN
+    assert status.breaker.state is BreakerState.OPEN
+    assert status.breaker.trials >= 6  # each trial's own attempt may take minutes
+    assert status.breaker.opened == status.breaker.trials + 1
+    assert status.attempt == 4 + status.breaker.trials
     assert status.exhausted
-    assert status.breaker.state is BreakerState.CLOSED  # recovery failures are not requests
     with pytest.raises(DeviceUnavailableError):
         controller.generate()
     assert controller.status().served == served  # nothing served during the fault
     case.clear(rig)
-    run_until(controller, rig.clock, S.HEALTHY, limit_s=120.0)
+    run_until(controller, rig.clock, S.HEALTHY, limit_s=DEFAULT_BREAKER_OPEN_S + 600.0)
+    assert controller.status().breaker.state is BreakerState.CLOSED
     assert_serves_exactly_the_chips_output(rig)
 
 
@@ -262,9 +276,9 @@ def test_a_latched_health_failure_needs_the_power_cycle() -> None:
     assert "HealthTestError" in info.value.reason
     clear_all(rig)  # the fault is spent; the chip's latch is not
     run_for(rig.controller, rig.clock, 200.0)
-    assert rig.controller.state is S.FAILED
+    assert rig.controller.state is S.CIRCUIT_OPEN  # the attempts kept failing: breaker open
     rig.chip.control.power_cycle()
-    run_until(rig.controller, rig.clock, S.HEALTHY, limit_s=120.0)
+    run_until(rig.controller, rig.clock, S.HEALTHY, limit_s=DEFAULT_BREAKER_OPEN_S + 120.0)
     assert_serves_exactly_the_chips_output(rig)
 
 
@@ -324,7 +338,123 @@ def test_a_passing_fault_never_yields_a_bad_sample(case: Case) -> None:
     assert_serves_exactly_the_chips_output(rig)
 
 
+# --- repeats: cycles and replays ------------------------------------------------------------------
+
+
+def drain_until_healthy(rig: Rig, limit_s: float) -> None:
+    run_until(rig.controller, rig.clock, S.HEALTHY, limit_s=limit_s)
+
+
+@pytest.mark.parametrize("period", [2, 8])
+def test_a_noise_source_stuck_in_a_cycle_is_caught_at_its_first_repeat(period: int) -> None:
+    """The reviewer's repro: a chip cycling through ``period`` blocks. The last-sample check
+    let every block through, again and again; the history catches the first repeat."""
+    rig = healthy_rig()
+    controller = rig.controller
+    served = [s.data for s in controller.generate(1)]
+    cycle = rig.script(period)
+    rig.chip.control.script_random(*(cycle * 2))  # the chip goes round three times in all
+    refused: DeviceUnavailableError | None = None
+    for _ in range(3 * period + 2):
+        try:
+            served += [s.data for s in controller.generate(1)]
+        except DeviceUnavailableError as exc:
+            refused = exc
+            break
+    assert refused is not None, "the cycle was served round and round"
+    assert refused.reason is not None
+    assert "repeated" in refused.reason
+    # Released: the sample held before the script, then the cycle's blocks but its last, which
+    # was held back when the first block came round again, and dropped.
+    assert served[2:] == cycle[: period - 1]
+    assert controller.status().source.rejected[RejectReason.REPEATED] == 1
+    # Recovery reads the rest of the cycle: every block a repeat, every attempt failing (and
+    # opening the breaker on the way for the longer cycle), until the chip's own output returns.
+    drain_until_healthy(rig, limit_s=(2 * period) * DEFAULT_BREAKER_OPEN_S)
+    assert controller.status().source.rejected[RejectReason.REPEATED] == 2 * period
+    served += [s.data for s in controller.generate(100)]
+    assert len(set(served)) == len(served), "a sample was served twice"
+    assert cycle[-1] not in served
+
+
+def test_a_stream_replayed_after_a_reopen_is_never_served_again() -> None:
+    """detach() used to forget the last sample: a chip replaying its output after a re-open
+    was served again. The history outlives the device."""
+    rig = healthy_rig()
+    controller = rig.controller
+    served = [s.data for s in controller.generate(1)]
+    stream = rig.script(6)
+    served += [s.data for s in controller.generate(6)]  # stream[0..4] served, stream[5] held
+    assert served[2:] == stream[:5]
+    rig.chip.control.inject(ForcedStatus(count=1, opcode=RANDOM, status=0x0F))
+    with pytest.raises(DeviceUnavailableError):
+        controller.generate()  # stream[5], held back, is dropped with the failure
+    rig.chip.control.script_random(*stream)  # after the re-open, the chip replays the stream
+    drain_until_healthy(rig, limit_s=4 * DEFAULT_BREAKER_OPEN_S)
+    status = controller.status()
+    assert status.source.rejected[RejectReason.REPEATED] == 6  # one failed attempt per block
+    # four failed attempts (the 4th opened the breaker), two failed trials, the third passed
+    assert (status.breaker.opened, status.breaker.trials) == (3, 3)
+    served += [s.data for s in controller.generate(100)]
+    assert len(set(served)) == len(served), "a sample was served twice"
+    assert stream[5] not in served
+    assert_serves_exactly_the_chips_output(rig)
+
+
 # --- breaker and runner ---------------------------------------------------------------------------
+
+
+PERMANENT = [
+    # the reviewer's repro: Random (0x1B) always answers 0x0F; the open still works
+    Case("random_forced_status", chip(ForcedStatus(count=None, opcode=RANDOM))),
+    Case("dead_chip", wire(Nack(ADDRESS, EVERY))),  # nothing answers: the open fails
+]
+
+
+@pytest.mark.parametrize("case", PERMANENT, ids=lambda case: case.name)
+def test_a_permanent_fault_opens_the_breaker_and_runs_one_trial_per_open_period(
+    case: Case,
+) -> None:
+    rig = healthy_rig()
+    controller = rig.controller
+    case.inject(rig)
+    with pytest.raises(DeviceUnavailableError):
+        controller.generate()
+    assert controller.state is S.FAILED
+    assert controller.breaker.consecutive_failures == 1
+    # recovery attempts 1..4 fail on the device: the 5th consecutive failure opens the breaker
+    t_open = run_until(controller, rig.clock, S.CIRCUIT_OPEN, limit_s=60.0)
+    status = controller.status()
+    assert status.breaker.state is BreakerState.OPEN
+    assert (status.breaker.consecutive_failures, status.breaker.opened) == (5, 1)
+    assert (status.attempt, status.attempts_total) == (4, 4)
+    assert sum(1 for t in controller.transitions.history if t.target is S.FAILED) == 4
+    # the whole open period in CIRCUIT_OPEN: no attempt, no trial, no bus traffic
+    transitions = controller.transitions.total
+    rig.clock.advance(t_open + DEFAULT_BREAKER_OPEN_S - 0.001 - rig.clock.monotonic())
+    assert controller.step() == pytest.approx(0.001)
+    assert controller.status().state is S.CIRCUIT_OPEN
+    assert controller.transitions.total == transitions
+    assert controller.status().attempts_total == 4
+    # exactly one trial at the end of it; it fails within its step and re-opens the breaker
+    t_trial = run_until(controller, rig.clock, S.RECOVERING, limit_s=1.0)
+    assert t_trial == pytest.approx(t_open + DEFAULT_BREAKER_OPEN_S)
+    t_reopen = controller.transitions.history[-1].at
+    status = controller.status()
+    assert status.state is S.CIRCUIT_OPEN
+    assert (status.breaker.trials, status.breaker.opened, status.attempts_total) == (1, 2, 5)
+    assert status.breaker.retry_after_s == pytest.approx(DEFAULT_BREAKER_OPEN_S)
+    assert controller.transitions.counts[S.CIRCUIT_OPEN, S.RECOVERING] == 1
+    # the fault clears: the next trial (one open period later) brings the device back
+    clear_all(rig)
+    t_next = run_until(controller, rig.clock, S.RECOVERING, limit_s=DEFAULT_BREAKER_OPEN_S + 1)
+    assert t_next == pytest.approx(t_reopen + DEFAULT_BREAKER_OPEN_S)
+    run_until(controller, rig.clock, S.HEALTHY, limit_s=60.0)
+    status = controller.status()
+    assert status.breaker.state is BreakerState.CLOSED
+    assert (status.breaker.consecutive_failures, status.breaker.trials) == (0, 2)
+    assert (status.attempt, status.recoveries) == (0, 1)
+    assert_serves_exactly_the_chips_output(rig)
 
 
 def test_the_breaker_opens_on_a_chip_that_fails_whenever_used() -> None:

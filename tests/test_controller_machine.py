@@ -173,12 +173,15 @@ def test_every_kind_of_bad_sample_fails_the_device_and_is_never_served(mode: Mod
     assert info.value.reason is not None
     assert controller.state is S.FAILED
     assert not bench.open_devices  # closed at once
-    # while the fault lasts, recovery keeps failing in validation
+    # while the fault lasts, recovery keeps failing in validation, and those device failures
+    # count: the 4th failed attempt (after 0.1 + 0.2 + 0.4 + 0.8 s) is the 5th in a row
     run_for(controller, clock, 5.0)
-    assert controller.state is S.FAILED
-    assert controller.status().attempt >= 4
+    status = controller.status()
+    assert status.state is S.CIRCUIT_OPEN
+    assert status.attempt == 4
+    assert (status.breaker.consecutive_failures, status.breaker.opened) == (5, 1)
     bench.mode = Mode.GOOD
-    run_until(controller, clock, S.HEALTHY, limit_s=200.0)
+    run_until(controller, clock, S.HEALTHY, limit_s=400.0)  # the half-open trial passes
     assert {s.data for s in controller.generate(10)} <= bench.conditioned_good()
     assert controller.status().recoveries == 1
 
@@ -238,7 +241,10 @@ def test_a_failed_cooldown_check_fails_the_attempt() -> None:
 def test_backoff_doubles_for_ten_attempts_then_stays_at_the_maximum(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    controller, bench, clock = healthy()
+    """The ladder on its own: a breaker threshold out of reach keeps the breaker out of it
+    (with the default threshold the breaker opens after the 4th failed attempt, see below)."""
+    controller, bench, clock = make(ControllerConfig(breaker_threshold=100))
+    run_until(controller, clock, S.HEALTHY)
     bench.open_fails = True
     fail_once(controller, bench)
     t_fail = controller.transitions.history[-1].at
@@ -260,9 +266,160 @@ def test_backoff_doubles_for_ten_attempts_then_stays_at_the_maximum(
     exhausted = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert len(exhausted) == 1
     assert "recovery failed 10 times" in exhausted[0].getMessage()
+    assert status.breaker.consecutive_failures == 14  # counted all along, below 100
     bench.open_fails = False
     run_until(controller, clock, S.HEALTHY, limit_s=200.0)  # still trying, and it works
     assert controller.status().attempt == 0
+
+
+def test_a_dead_chip_opens_the_breaker_and_then_one_trial_per_open_period() -> None:
+    """Recovery failures are device failures: the reference's dead chip never opened it."""
+    controller, bench, clock = healthy()
+    bench.open_fails = True
+    fail_once(controller, bench)  # 1st consecutive device failure
+    t_fail = controller.transitions.history[-1].at
+    t_open = run_until(controller, clock, S.CIRCUIT_OPEN, limit_s=10.0)
+    assert t_open == pytest.approx(t_fail + 0.1 + 0.2 + 0.4 + 0.8)  # attempts 1..4 failed
+    assert path(controller)[-9:] == [
+        (S.HEALTHY, S.FAILED),
+        *[(S.FAILED, S.RECOVERING), (S.RECOVERING, S.FAILED)] * 3,
+        (S.FAILED, S.RECOVERING),
+        (S.RECOVERING, S.CIRCUIT_OPEN),
+    ]
+    status = controller.status()
+    assert (status.attempt, status.attempts_total) == (4, 4)
+    assert status.breaker.state is BreakerState.OPEN
+    assert status.breaker.consecutive_failures == 5
+    assert status.retry_after_s == pytest.approx(300.0)
+    last_error = status.last_error
+    assert last_error is not None
+    assert "NoDeviceError" in last_error
+    opens = bench.opens
+    run_for(controller, clock, 299.9)  # nothing happens while open
+    assert controller.state is S.CIRCUIT_OPEN
+    assert bench.opens == opens
+    for n in range(1, 4):  # each trial fails in its own step and re-opens for 300 s
+        t_trial = run_until(controller, clock, S.RECOVERING, limit_s=301.0)
+        assert t_trial == pytest.approx(t_open + 300.0 * n)
+        assert controller.state is S.CIRCUIT_OPEN
+        assert bench.opens == opens + n
+        status = controller.status()
+        assert (status.attempt, status.breaker.opened, status.breaker.trials) == (4 + n, 1 + n, n)
+        assert status.retry_after_s == pytest.approx(300.0)
+    bench.open_fails = False
+    run_until(controller, clock, S.HEALTHY, limit_s=400.0)
+    status = controller.status()
+    assert status.breaker.state is BreakerState.CLOSED
+    assert (status.breaker.consecutive_failures, status.attempt, status.recoveries) == (0, 0, 1)
+    assert len(controller.generate(3)) == 3
+
+
+def test_a_chip_dead_from_the_start_opens_the_breaker_too() -> None:
+    controller, bench, clock = make()
+    bench.open_fails = True
+    run_until(controller, clock, S.CIRCUIT_OPEN, limit_s=10.0)
+    assert path(controller) == [
+        (S.UNKNOWN, S.FAILED),  # the initial open is an attempt under the breaker too
+        *[(S.FAILED, S.RECOVERING), (S.RECOVERING, S.FAILED)] * 3,
+        (S.FAILED, S.RECOVERING),
+        (S.RECOVERING, S.CIRCUIT_OPEN),
+    ]
+    assert controller.breaker.consecutive_failures == 5
+
+
+def test_with_threshold_one_a_failed_initial_open_opens_the_breaker() -> None:
+    controller, bench, clock = make(ControllerConfig(breaker_threshold=1, breaker_open_s=10.0))
+    bench.open_fails = True
+    controller.step()
+    assert path(controller) == [(S.UNKNOWN, S.CIRCUIT_OPEN)]
+    assert (S.UNKNOWN, S.CIRCUIT_OPEN) in ALLOWED_TRANSITIONS
+    assert controller.status().retry_after_s == pytest.approx(10.0)
+    bench.open_fails = False
+    run_until(controller, clock, S.HEALTHY, limit_s=60.0)
+    assert controller.breaker.state is BreakerState.CLOSED
+
+
+def test_a_successful_recovery_does_not_reset_the_count() -> None:
+    """Only a served sample (or a passed trial) says the chip works: validation passing is no
+    verdict, so failed attempts and failed requests add up across recoveries."""
+    controller, bench, clock = healthy()
+    bench.mode = Mode.STUCK
+    fail_once(controller, bench)  # fail_once heals the bench again: keep it stuck
+    bench.mode = Mode.STUCK
+    for _ in range(3):
+        run_until(controller, clock, S.RECOVERING)
+    assert controller.state is S.FAILED
+    assert controller.breaker.consecutive_failures == 4
+    bench.mode = Mode.GOOD
+    run_until(controller, clock, S.HEALTHY)
+    assert controller.breaker.consecutive_failures == 4
+    fail_once(controller, bench)
+    assert controller.status().state is S.CIRCUIT_OPEN
+
+
+class MissingBusError(OSError):
+    """An error that is not a :class:`~lokey.errors.DeviceError` (a missing bus, a bug)."""
+
+
+def test_errors_that_are_not_device_errors_never_feed_the_breaker(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    bench = Bench()
+    clock = VirtualClock()
+    broken = True
+
+    def factory() -> object:
+        if broken:
+            raise MissingBusError(2, "No such file or directory", "/dev/i2c-1")
+        return bench.factory()
+
+    controller = Controller(factory, clock)  # type: ignore[arg-type]
+    with caplog.at_level(logging.ERROR, logger="lokey.controller"):
+        run_for(controller, clock, 300.0)
+    status = controller.status()
+    assert status.state is S.FAILED  # the ladder alone: exhausted, on at the maximum back-off
+    assert status.exhausted
+    assert status.breaker.state is BreakerState.CLOSED
+    assert status.breaker.consecutive_failures == 0
+    assert status.last_error is not None
+    assert "not counted by the breaker" in controller.transitions.history[-1].reason
+    broken = False
+    run_until(controller, clock, S.HEALTHY, limit_s=200.0)
+
+
+def test_a_trial_that_fails_without_a_device_error_gives_no_verdict() -> None:
+    """The trial slot is released, the breaker stays half-open and the next trial follows the
+    back-off; nothing is counted."""
+    bench = Bench()
+    clock = VirtualClock()
+    missing = False
+
+    def factory() -> object:
+        if missing:
+            raise MissingBusError(2, "No such file or directory", "/dev/i2c-1")
+        return bench.factory()
+
+    config = ControllerConfig(breaker_threshold=1, breaker_open_s=10.0)
+    controller = Controller(factory, clock, config)  # type: ignore[arg-type]
+    run_until(controller, clock, S.HEALTHY)
+    fail_once(controller, bench)
+    assert controller.state is S.CIRCUIT_OPEN
+    missing = True
+    t_trial = run_until(controller, clock, S.RECOVERING, limit_s=11.0)
+    assert controller.state is S.CIRCUIT_OPEN  # back, within the same step
+    breaker = controller.breaker.snapshot()
+    assert breaker.state is BreakerState.HALF_OPEN
+    assert not breaker.trial_in_flight
+    assert (breaker.consecutive_failures, breaker.opened, breaker.trials) == (1, 1, 1)
+    assert controller.status().retry_after_s == pytest.approx(config.backoff_s(2))
+    assert "no verdict" in controller.transitions.history[-1].reason
+    missing = False
+    t_next = run_until(controller, clock, S.RECOVERING, limit_s=1.0)
+    assert t_next == pytest.approx(t_trial + config.backoff_s(2))
+    run_until(controller, clock, S.HEALTHY)
+    breaker = controller.breaker.snapshot()
+    assert breaker.state is BreakerState.CLOSED
+    assert (breaker.consecutive_failures, breaker.opened, breaker.trials) == (0, 1, 2)
 
 
 def test_a_health_test_failure_restarts_the_start_up_test_on_recovery() -> None:

@@ -6,10 +6,14 @@ machine reads the new transitions and checks them against the diagram and a smal
 
 * every transition is in ALLOWED_TRANSITIONS, and they chain (each starts where the last ended);
 * recovery attempts never start before their back-off (100 ms doubling, capped after the last
-  attempt), the attempt count matches the model, and the device stays FAILED (never exits);
-* the breaker opens exactly on the threshold-th consecutive failure while HEALTHY, refuses
-  everything while open, runs one trial when half-open, and a trial failure re-opens it with a
-  fresh timer; HEALTHY always means a closed breaker;
+  attempt), the attempt count (half-open trials included) matches the model, and the
+  controller never gives up (never exits);
+* the breaker counts every device failure, of a request while HEALTHY and of a recovery
+  attempt (open, re-initialisation, validation) alike; it opens exactly on the threshold-th
+  consecutive one, whichever state it happens in, refuses everything while open, runs one
+  trial when half-open, and a trial failure re-opens it with a fresh timer; a successful
+  recovery does not reset the count (only a served sample or a passed trial does); HEALTHY
+  and FAILED always mean a closed breaker;
 * a device is open exactly while VALIDATING or HEALTHY;
 * every served sample is SHA-256 of a good raw sample, never of a rejected one, never twice.
 
@@ -57,7 +61,7 @@ class ControllerMachine(RuleBasedStateMachine):
         self.seen = 0  # transitions already checked
         self.last: Transition | None = None
         self.attempt = 0  # model: recovery attempts in this failure episode
-        self.consecutive = 0  # model: the breaker's consecutive failures
+        self.consecutive = 0  # model: the breaker's consecutive device failures
         self.in_trial = False
         self.validating_since = 0.0
         self.validation_is_recovery = False
@@ -176,7 +180,18 @@ class ControllerMachine(RuleBasedStateMachine):
             self.attempt += 1
         elif pair == (S.CIRCUIT_OPEN, S.RECOVERING):
             assert t.at >= since + self.config.breaker_open_s - EPS, "trial before expiry"
+            self.attempt += 1  # a trial is a recovery attempt of the episode
             self.in_trial = True
+        elif t.source is not S.HEALTHY and t.target in (S.FAILED, S.CIRCUIT_OPEN):
+            # A recovery attempt failed; every bench failure is a device error: it counts.
+            self.consecutive += 1
+            opened = self.in_trial or self.consecutive == self.threshold
+            expected = S.CIRCUIT_OPEN if opened else S.FAILED
+            assert t.target is expected, f"attempt failure {self.consecutive}: {t.target}"
+            self.in_trial = False
+            if t.target is S.CIRCUIT_OPEN:
+                open_until = self.controller.breaker.open_until
+                assert open_until == pytest.approx(t.at + self.config.breaker_open_s)
         elif t.target is S.VALIDATING:
             self.validating_since = t.at
             self.validation_is_recovery = t.source is S.RECOVERING
@@ -189,23 +204,19 @@ class ControllerMachine(RuleBasedStateMachine):
             if self.in_trial:
                 self.consecutive = 0
                 self.in_trial = False
-        elif t.target is S.CIRCUIT_OPEN and t.source is not S.HEALTHY:
-            assert self.in_trial, "re-opened without a trial"
-            self.in_trial = False
-            self.consecutive += 1
+        elif pair == (S.HEALTHY, S.CIRCUIT_OPEN):
             open_until = self.controller.breaker.open_until
             assert open_until == pytest.approx(t.at + self.config.breaker_open_s)
-        if t.target is S.FAILED:
-            assert not self.in_trial, "a trial failure must re-open the breaker, not fail"
 
     # --- invariants -----------------------------------------------------------------------------
     @invariant()
     def breaker_agrees_with_the_state(self) -> None:
         state = self.controller.state
         breaker = self.controller.breaker.snapshot()
+        assert breaker.consecutive_failures == self.consecutive
         if state in (S.UNKNOWN, S.HEALTHY, S.FAILED):
             assert breaker.state is BreakerState.CLOSED
-            assert breaker.consecutive_failures == self.consecutive < self.threshold
+            assert self.consecutive < self.threshold
         elif state is S.CIRCUIT_OPEN:
             assert breaker.state is not BreakerState.CLOSED
             assert not breaker.trial_in_flight

@@ -21,6 +21,7 @@ from lokey.controller import (
     classify,
     condition,
 )
+from lokey.controller.source import DEFAULT_REPEAT_HISTORY, REPEAT_DIGEST_BYTES, RepeatHistory
 from lokey.errors import CommunicationError, DeviceError
 from lokey.quality.health import STARTUP_SAMPLES, HealthState, HealthTracker
 from tests.controller_doubles import Bench
@@ -159,6 +160,89 @@ def test_a_stuck_block_is_caught_on_its_second_copy_and_the_first_is_never_relea
     snap = source.snapshot()
     assert snap.released == 2  # ``block`` was held back, then dropped with the failure
     assert snap.rejected[RejectReason.REPEATED] == 1
+
+
+@pytest.mark.parametrize("period", [2, 3, 8])
+def test_a_cycle_is_caught_at_its_first_repeat_and_nothing_is_released_twice(period: int) -> None:
+    source, bench, device, held = started_source(conditioning=False)
+    cycle = [bench.good_sample() for _ in range(period)]
+    device.outputs += cycle * 3
+    released = [source.sample() for _ in range(period)]
+    assert released == [held, *cycle[: period - 1]]  # each block at most once, so far
+    with pytest.raises(SampleRejectedError) as info:
+        source.sample()  # cycle[0] again: caught, and cycle[-1] (held back) is dropped
+    assert info.value.reason is RejectReason.REPEATED
+    for _ in range(2 * period - 1):  # every later copy is rejected too
+        with pytest.raises(SampleRejectedError):
+            source.sample()
+    snap = source.snapshot()
+    assert snap.rejected[RejectReason.REPEATED] == 2 * period
+    assert snap.released == 2 + period - 1  # never a second copy; cycle[-1] never at all
+    device.outputs += [bench.good_sample(), bench.good_sample()]
+    released.append(source.sample())
+    assert len(set(released)) == len(released)
+    assert cycle[-1] not in released
+
+
+def test_the_history_survives_a_reopen_so_a_replayed_stream_is_refused() -> None:
+    bench = Bench(seed=5)
+    stream = [bench.good_sample() for _ in range(STARTUP_RANDOMS + 10)]
+    source = TrngSource(Scripted(stream), conditioning=False)
+    released = [source.sample() for _ in range(9)]  # stream[32..40]; stream[41] held
+    source.detach()  # closed: the held sample is dropped, the history kept
+    for start in (0, STARTUP_RANDOMS, STARTUP_RANDOMS + 9):  # replays of any part of it
+        replay = Scripted(stream[start:])
+        source.attach(replay)
+        with pytest.raises(SampleRejectedError) as info:
+            source.sample()
+        assert info.value.reason is RejectReason.REPEATED
+        assert replay.calls == 1  # caught on the very first sample, during the start-up test
+    fresh = Scripted(bench.good_sample() for _ in range(STARTUP_RANDOMS + 2))
+    source.attach(fresh)
+    released.append(source.sample())
+    assert released[:9] == stream[STARTUP_RANDOMS : STARTUP_RANDOMS + 9]
+    assert len(set(released)) == len(released)
+    assert stream[-1] not in released  # held at the detach, dropped, refused on every replay
+
+
+def test_the_repeat_history_is_bounded() -> None:
+    """4,096 digests of 16 bytes by default; the oldest is forgotten first (the documented
+    limit: a cycle longer than the history is not seen by this check)."""
+    assert DEFAULT_REPEAT_HISTORY == 4096
+    assert REPEAT_DIGEST_BYTES == 16
+    assert TrngSource().history.capacity == DEFAULT_REPEAT_HISTORY
+    bench = Bench(seed=6)
+    capacity = 40
+    raws = [bench.good_sample() for _ in range(STARTUP_RANDOMS + 20)]
+    device = Scripted(raws)
+    source = TrngSource(device, conditioning=False, repeat_history=capacity)
+    for _ in range(19):
+        source.sample()
+    history = source.history
+    assert len(history) == capacity  # 52 samples read, 40 remembered
+    assert raws[-capacity] in history
+    assert raws[-capacity - 1] not in history  # forgotten: replaying it would pass this check
+    device.outputs += [raws[-capacity - 1], raws[-1]]
+    source.sample()  # the forgotten one passes (remembered again, evicting the oldest) ...
+    assert raws[-capacity] not in history
+    with pytest.raises(SampleRejectedError):
+        source.sample()  # ... a remembered one does not
+    assert len(history) == capacity
+
+
+def test_the_history_keeps_digests_never_sample_bytes_nor_served_output() -> None:
+    history = RepeatHistory(4)
+    raw = bytes(range(32))
+    assert history.add(raw)
+    assert not history.add(raw)
+    digest = RepeatHistory.digest(raw)
+    assert len(digest) == REPEAT_DIGEST_BYTES
+    assert digest not in (raw[:16], condition(raw)[:16])  # not a prefix of what was served
+    assert raw in history
+    assert b"other" not in history
+    for bad in (0, -1, True, 1.5):
+        with pytest.raises(ValueError, match="repeat history"):
+            RepeatHistory(bad)  # type: ignore[arg-type]
 
 
 def test_conditioning_off_returns_the_raw_sample() -> None:

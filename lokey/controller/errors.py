@@ -28,7 +28,7 @@ class RejectReason(enum.StrEnum):
     TEST_PATTERN = "test_pattern"  # FF FF 00 00 x 8: the config zone is unlocked (atecc608a §5)
     ALL_EQUAL = "all_equal"  # every byte the same: a stuck noise source or a stuck bus
     MOSTLY_FF = "mostly_ff"  # over 90 % 0xFF: an error group or a floating SDA read as data
-    REPEATED = "repeated"  # the same 32 bytes as the sample before: a stuck noise source
+    REPEATED = "repeated"  # 32 bytes seen before (recent history): a stuck or cycling source
     LENGTH = "length"  # not 32 bytes: never expected from a correct driver, refused anyway
     COMMUNICATION = "communication"  # the driver saw a bad count or CRC and raised
 

@@ -5,44 +5,68 @@ defaults and fixes the defects listed there. The diagram implemented here (trigg
 
     UNKNOWN      -> VALIDATING    [factory opened and initialised the device]
     UNKNOWN      -> FAILED        [open or initialisation failed]
+    UNKNOWN      -> CIRCUIT_OPEN  [... on the device, and the breaker threshold is 1]
     VALIDATING   -> HEALTHY       [start-up test, validation samples (and cooldown) passed]
     VALIDATING   -> FAILED        [a validation sample failed or was rejected]
-    VALIDATING   -> CIRCUIT_OPEN  [... while this validation is the half-open trial]
+    VALIDATING   -> CIRCUIT_OPEN  [... as the 5th consecutive device failure, or in the trial]
     HEALTHY      -> FAILED        [device failure, fewer than 5 consecutive]
     HEALTHY      -> CIRCUIT_OPEN  [5th consecutive device failure: the breaker opens]
     FAILED       -> RECOVERING    [back-off elapsed: 0.1 s doubling, 51.2 s from attempt 10 on]
     RECOVERING   -> VALIDATING    [closed, reopened and re-initialised]
     RECOVERING   -> FAILED        [reopening failed]
-    RECOVERING   -> CIRCUIT_OPEN  [... while this recovery is the half-open trial]
+    RECOVERING   -> CIRCUIT_OPEN  [... as the 5th consecutive device failure, or in the trial]
     CIRCUIT_OPEN -> RECOVERING    [5 min passed: the breaker is half-open, the trial starts]
 
 :data:`ALLOWED_TRANSITIONS` is the authoritative list; the tests assert that every recorded
 transition is in it.
 
 * UNKNOWN: nothing opened yet. The first :meth:`Controller.step` opens and initialises the
-  device through the factory: success → VALIDATING, failure → FAILED.
+  device through the factory: success → VALIDATING, failure → FAILED (CIRCUIT_OPEN if that
+  one device failure already reaches the breaker threshold, i.e. a threshold of 1).
 * VALIDATING: the SP 800-90B start-up test (32 samples, discarded), then
   ``min(validation_samples, 3)`` checked, health-tested samples 10 and 20 ms apart (not served);
   after a recovery also the cooldown: re-validated every ``max(cooldown/3, 1 s)`` until
   ``cooldown_s`` has passed (default three checks 10 s apart). Success → HEALTHY; any failure
-  → FAILED (or back to CIRCUIT_OPEN if this validation is the breaker's half-open trial).
+  → FAILED, or CIRCUIT_OPEN when the breaker opens (see "Breaker and back-off" below).
   The very first validation after start has no cooldown: nothing has failed yet.
 * HEALTHY: ``generate`` serves samples. A device failure counts toward the breaker; the
   ``breaker_threshold``-th consecutive one (no successful sample in between, across
   recoveries) → CIRCUIT_OPEN, any other → FAILED.
 * FAILED: the device is closed; after the back-off (100 ms, doubling per failed attempt, at
-  most 51.2 s after the 10th) → RECOVERING. After the last of ``max_attempts`` the state stays
-  FAILED and attempts go on at the maximum back-off: the process never exits.
+  most 51.2 s after the 10th) → RECOVERING. After the last of ``max_attempts`` attempts go on
+  at the maximum back-off (or at the breaker's pace, below): the process never exits.
 * RECOVERING: close, reopen and re-initialise through the factory: success → VALIDATING,
-  failure → FAILED (next back-off), or CIRCUIT_OPEN if this is the half-open trial.
+  failure → FAILED (next back-off), or CIRCUIT_OPEN when the breaker opens.
 * CIRCUIT_OPEN: the device is closed and ``generate`` refused for ``breaker_open_s``; then the
   breaker is half-open and the controller itself runs the single trial: a full recovery
-  (RECOVERING → VALIDATING with cooldown). The trial is judged by its own outcome: a validated
-  device closes the breaker (→ HEALTHY), a failure re-opens it with a fresh timer.
+  attempt (RECOVERING → VALIDATING with cooldown). The trial is judged by its own outcome: a
+  validated device closes the breaker (→ HEALTHY), a device failure re-opens it with a fresh
+  timer (→ CIRCUIT_OPEN).
 
-Recovery does not reset the breaker's count of consecutive failures (only a served sample or a
-successful trial does). In the reference every failure started a recovery that reset the count,
-so its threshold was unreachable.
+Breaker and back-off. Every recovery attempt (the initial open included) runs under a breaker
+permit, and the breaker counts what design.md says it counts: device errors
+(:class:`~lokey.errors.DeviceError`: bus, chip status, CRC, rejected samples, health tests),
+whether a served request or a recovery attempt's open, re-initialisation or validation raised
+them. A successful recovery attempt is no verdict: it does not reset the count (only a served
+sample or a successful half-open trial does), so a chip that validates but fails when used
+opens the breaker too. In the reference every failure started a recovery that reset the count,
+so its threshold was unreachable; counting served requests only would leave it unreachable for a
+chip that stays dead, which is never HEALTHY again to fail a request. After a failed attempt
+the controller follows the breaker:
+open → CIRCUIT_OPEN (next attempt: the half-open trial, when the open period is over), closed
+→ FAILED (next attempt after the back-off). So the two schedules take turns rather than
+compete: the back-off ladder (0.1 s, 0.2 s, ... doubling) paces the failures below the
+threshold, the open period paces everything after it. With the defaults a dead chip fails
+once while HEALTHY and four recovery attempts (0.1 + 0.2 + 0.4 + 0.8 s of back-off), the breaker
+opens, and from then on one trial runs every 5 min until one passes. The ladder runs to its
+51.2 s maximum only for failures the breaker does not count (an error that is not a device
+error, e.g. a missing ``/dev/i2c-N``: a bug or the environment, logged with its traceback) or
+when ``breaker_threshold`` exceeds ``max_attempts``. ``attempt`` counts every recovery attempt
+of the episode, trials included, and is reset by a return to HEALTHY; ``exhausted`` (and the
+one error log) means ``max_attempts`` attempts have failed, which is where the reference exited.
+A trial that fails with an error that is not a device error gives no verdict either: the
+breaker stays half-open and the controller, back in CIRCUIT_OPEN, runs the next trial after the
+ladder's back-off.
 
 Everything runs on the injected clock, in :meth:`Controller.step` (due work only) and
 :meth:`Controller.generate`; one lock serialises both, so bus I/O is never concurrent. There
@@ -132,15 +156,16 @@ ALLOWED_TRANSITIONS: frozenset[tuple[DeviceState, DeviceState]] = frozenset(
     {
         (_S.UNKNOWN, _S.VALIDATING),  # opened and initialised
         (_S.UNKNOWN, _S.FAILED),  # open or initialisation failed
+        (_S.UNKNOWN, _S.CIRCUIT_OPEN),  # ... on the device, reaching a breaker threshold of 1
         (_S.VALIDATING, _S.HEALTHY),  # start-up test, validation samples (and cooldown) passed
         (_S.VALIDATING, _S.FAILED),  # a validation sample failed
-        (_S.VALIDATING, _S.CIRCUIT_OPEN),  # ... during the half-open trial: re-open
+        (_S.VALIDATING, _S.CIRCUIT_OPEN),  # ... reaching the threshold, or in the trial
         (_S.HEALTHY, _S.FAILED),  # device failure below the breaker threshold
         (_S.HEALTHY, _S.CIRCUIT_OPEN),  # device failure reaching the threshold
         (_S.FAILED, _S.RECOVERING),  # back-off elapsed
         (_S.RECOVERING, _S.VALIDATING),  # closed, reopened, re-initialised
         (_S.RECOVERING, _S.FAILED),  # reopening failed
-        (_S.RECOVERING, _S.CIRCUIT_OPEN),  # ... during the half-open trial: re-open
+        (_S.RECOVERING, _S.CIRCUIT_OPEN),  # ... reaching the threshold, or in the trial
         (_S.CIRCUIT_OPEN, _S.RECOVERING),  # open period over: the half-open trial starts
     }
 )
@@ -267,14 +292,14 @@ class ControllerStatus:
     state: DeviceState
     since: float  # clock time of the last transition
     retry_after_s: float  # 0 when HEALTHY; else until the next work that can change the state
-    attempt: int  # recovery attempts in the current failure episode
+    attempt: int  # recovery attempts in the current failure episode (half-open trials too)
     max_attempts: int
-    exhausted: bool  # all max_attempts failed; attempts go on at the maximum back-off
+    exhausted: bool  # max_attempts failed; attempts go on (maximum back-off or breaker trials)
     last_error: str | None
     served: int  # TRNG samples handed out by generate
     fallback_served: int
-    device_failures: int  # failures while HEALTHY (the ones the breaker counts)
-    attempts_total: int
+    device_failures: int  # failures of served requests (the breaker counts recovery's too)
+    attempts_total: int  # recovery attempts ever started, half-open trials included
     recoveries: int  # returns to HEALTHY after a failure
     transitions: Mapping[tuple[DeviceState, DeviceState], int]
     breaker: BreakerSnapshot
@@ -318,7 +343,9 @@ class Controller:
         self._since = clock.monotonic()
         self._due = self._since  # when step() has work next; inf: nothing scheduled
         self._attempt = 0
-        self._trial: Permit | None = None  # the breaker's half-open trial, while it runs
+        # The breaker's admission of the recovery attempt in progress (the half-open trial's
+        # permit during a trial); None while HEALTHY, FAILED or CIRCUIT_OPEN.
+        self._permit: Permit | None = None
         self._validated = 0  # validation samples passed in the current validation
         self._recovery = False  # the current validation follows a failure: cooldown applies
         self._cooldown_until: float | None = None
@@ -451,11 +478,11 @@ class Controller:
     def _work(self, now: float) -> None:
         state = self._state
         if state is DeviceState.UNKNOWN:
+            self._permit = self._breaker.try_acquire()  # closed: a start-up attempt counts too
             self._open("initial open")
         elif state is DeviceState.FAILED:
-            self._attempt += 1
-            self._attempts_total += 1
-            budget = f"{self._attempt}/{self._config.max_attempts}"
+            self._permit = self._breaker.try_acquire()  # FAILED implies a closed breaker
+            budget = self._next_attempt()
             self._transition(DeviceState.RECOVERING, f"back-off elapsed; attempt {budget}")
         elif state is DeviceState.RECOVERING:
             self._open("reopened and re-initialised")
@@ -466,10 +493,18 @@ class Controller:
             if permit is None:  # a trial is out elsewhere (not the controller's): look later
                 self._due = now + MIN_CHECK_INTERVAL_S
                 return
-            self._trial = permit
-            self._transition(DeviceState.RECOVERING, "breaker half-open: trial recovery")
+            self._permit = permit
+            budget = self._next_attempt()
+            self._transition(
+                DeviceState.RECOVERING, f"breaker half-open: trial recovery; attempt {budget}"
+            )
         else:  # HEALTHY: nothing is ever scheduled (its due time is inf); keep it that way
             self._due = math.inf
+
+    def _next_attempt(self) -> str:
+        self._attempt += 1
+        self._attempts_total += 1
+        return f"{self._attempt}/{self._config.max_attempts}"
 
     def _open(self, reason: str) -> None:
         """UNKNOWN/RECOVERING: close whatever is open, open a fresh device, start validating."""
@@ -513,11 +548,13 @@ class Controller:
         checks = f"{self._config.validation_count} validation sample(s)"
         if self._cooldown_until is not None:
             checks += f" and a {self._config.cooldown_s:g} s cooldown"
-        if self._trial is not None:
-            self._breaker.success(self._trial)
-            self._trial = None
+        permit, self._permit = self._permit, None
+        if permit is not None and permit.trial:
+            self._breaker.success(permit)
             reason = f"half-open trial passed {checks}; breaker closed"
         else:
+            if permit is not None:  # no verdict: only a served sample resets the count
+                self._breaker.release(permit)
             reason = f"start-up test and {checks} passed"
         if self._recovery:
             self._recoveries += 1
@@ -527,33 +564,64 @@ class Controller:
         self._transition(DeviceState.HEALTHY, reason)
 
     def _attempt_failed(self, exc: Exception, what: str) -> None:
-        """An open or validation failed (initial, recovery attempt, or the breaker's trial)."""
+        """An open or validation failed (initial, recovery attempt, or the breaker's trial).
+
+        A device error is the breaker's failure (it may open the breaker, or re-open it after
+        a trial); any other error releases the permit without a verdict. Then the controller
+        follows the breaker: open → CIRCUIT_OPEN until the trial is due; half-open (a trial
+        without a verdict) → CIRCUIT_OPEN until the next back-off; closed → FAILED.
+        """
         self._note_error(exc)
         self._drop_device()
         now = self._clock.monotonic()
         self._cooldown_until = None
-        if self._trial is not None:
-            self._breaker.failure(self._trial)
-            self._trial = None
-            self._due = self._reopen_time()
-            reopen = f"{self._breaker.open_for_s:g} s"
-            self._transition(
-                DeviceState.CIRCUIT_OPEN,
-                f"half-open trial: {what} ({_describe(exc)}); breaker re-opened for {reopen}",
-            )
-            return
+        permit, self._permit = self._permit, None
+        counted = isinstance(exc, DeviceError)
+        if permit is not None:
+            if counted:
+                self._breaker.failure(permit)
+            else:
+                self._breaker.release(permit)
+        trial = permit is not None and permit.trial
+        breaker = self._breaker.snapshot()
         config = self._config
-        delay = config.backoff_s(self._attempt + 1)
-        self._due = now + delay
-        self._transition(
-            DeviceState.FAILED, f"{what} ({_describe(exc)}); next attempt in {delay:g} s"
-        )
+        failure = f"{what} ({_describe(exc)})"
+        if breaker.state is BreakerState.OPEN:
+            self._due = self._reopen_time()
+            if trial:
+                reason = f"half-open trial: {failure}; breaker re-opened for"
+            else:
+                reason = f"{failure}; {breaker.consecutive_failures} consecutive device failures:"
+                reason += " breaker open for"
+            self._transition(DeviceState.CIRCUIT_OPEN, f"{reason} {breaker.open_for_s:g} s")
+        else:
+            delay = config.backoff_s(self._attempt + 1)
+            self._due = now + delay
+            if breaker.state is BreakerState.HALF_OPEN:  # the trial ended without a verdict
+                self._transition(
+                    DeviceState.CIRCUIT_OPEN,
+                    f"half-open trial: {failure}, not a device error: no verdict; "
+                    f"next trial in {delay:g} s",
+                )
+            else:
+                count = (
+                    f"{breaker.consecutive_failures}/{breaker.threshold} consecutive"
+                    if counted
+                    else "not a device error, not counted by the breaker"
+                )
+                self._transition(
+                    DeviceState.FAILED, f"{failure} ({count}); next attempt in {delay:g} s"
+                )
         if self._attempt == config.max_attempts:
+            pace = (
+                f"every {config.max_backoff_s:g} s"
+                if self._state is DeviceState.FAILED
+                else f"with one half-open trial per {breaker.open_for_s:g} s open period"
+            )
             log.error(
-                "recovery failed %d times; the device stays failed and recovery continues "
-                "every %g s",
+                "recovery failed %d times; the device stays unavailable and recovery continues %s",
                 self._attempt,
-                config.max_backoff_s,
+                pace,
             )
 
     def _device_failed(self, exc: DeviceError) -> None:
@@ -614,13 +682,14 @@ class Controller:
     def close(self) -> None:
         """Close the device and stop: ``step`` does nothing, ``generate`` refuses (or falls back).
 
-        A half-open trial in progress is released without a verdict.
+        The breaker permit of an attempt in progress (a half-open trial's included) is
+        released without a verdict.
         """
         with self._lock:
             self._closed = True
-            if self._trial is not None:
-                self._breaker.release(self._trial)
-                self._trial = None
+            permit, self._permit = self._permit, None
+            if permit is not None:
+                self._breaker.release(permit)
             self._drop_device()
 
     @property

@@ -6,9 +6,11 @@ the driver; here: not the unlocked-chip pattern ``FF FF 00 00`` x 8, not all-equ
 never returned. The reference documentation promises SHA-256 conditioning that its code never
 did; LoKey conditions each released sample with SHA-256 by default (configurable off).
 
-LoKey adds one check of its own: a sample equal to the one before it is rejected (a stuck
-noise source repeats its block), and every sample is held back until the next one has passed,
-so not even the first copy of a stuck block is released.
+LoKey adds one check of its own: a sample equal to any of the last 4,096 raw samples is
+rejected (a stuck noise source repeats its block, or cycles through a few; a replayed stream
+repeats old ones), and every sample is held back until the next one has passed, so not even the
+first copy of a block stuck on itself is released. The memory of past samples is bounded
+(truncated digests, never the bytes) and outlives a re-open of the device.
 
 The source is pure apart from the device call: no clock, no threads, no logging of sample
 bytes. Counters say how many samples were read, released, discarded and rejected (by reason).
@@ -17,7 +19,7 @@ bytes. Counters say how many samples were read, released, discarded and rejected
 from __future__ import annotations
 
 import hashlib
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -29,11 +31,14 @@ from lokey.hardware.commands import TEST_PATTERN  # atecc608a.md §5: the unlock
 from lokey.quality.health import HealthSnapshot, HealthState, HealthTracker
 
 __all__ = [
+    "DEFAULT_REPEAT_HISTORY",
     "MOSTLY_FF_LIMIT",
+    "REPEAT_DIGEST_BYTES",
     "SAMPLE_BYTES",
     "TEST_PATTERN",
     "Device",
     "RandomDevice",
+    "RepeatHistory",
     "SourceSnapshot",
     "TrngSource",
     "classify",
@@ -43,6 +48,15 @@ __all__ = [
 SAMPLE_BYTES = 32  # atecc608a.md §5: Random always returns 32 bytes (the reference kept 31)
 # service-api.md §2: a sample with more than 90 % 0xFF bytes is rejected (29 of 32 bytes or more).
 MOSTLY_FF_LIMIT = 0.9
+# The repeat check remembers this many raw samples (128 KiB of TRNG output, about four minutes
+# of continuous service at the chip's ~18 samples/s) as digests of this many bytes: under
+# 1 MiB of memory in all (about 0.75 MiB measured: bytes objects, the set's table and the
+# deque), whatever the uptime.
+DEFAULT_REPEAT_HISTORY = 4096
+REPEAT_DIGEST_BYTES = 16  # 128 bits: a fresh sample falsely matches one of 4,096 with p = 2^-116
+# The digest is domain-separated, so that it is never a prefix of the SHA-256-conditioned output
+# that was served: the history must not keep a copy of anything a client received.
+_REPEAT_DOMAIN = b"lokey.controller.source repeat check\x00"
 
 
 @runtime_checkable
@@ -81,6 +95,48 @@ def condition(raw: bytes) -> bytes:
     return hashlib.sha256(raw).digest()
 
 
+class RepeatHistory:
+    """The digests of the last ``capacity`` raw samples, for an O(1) "seen recently?" check.
+
+    A deque keeps the order (oldest evicted first) and a set answers membership; both hold the
+    same ``capacity`` 16-byte digests at most, so memory is bounded however long the source
+    runs. A digest is a truncated, domain-separated SHA-256 of the raw sample: the history
+    never holds sample bytes, nor anything that was served.
+    """
+
+    def __init__(self, capacity: int = DEFAULT_REPEAT_HISTORY) -> None:
+        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
+            raise ValueError(f"repeat history must be a positive int, got {capacity!r}")
+        self._capacity = capacity
+        self._order: deque[bytes] = deque()
+        self._members: set[bytes] = set()
+
+    @staticmethod
+    def digest(raw: bytes) -> bytes:
+        return hashlib.sha256(_REPEAT_DOMAIN + raw).digest()[:REPEAT_DIGEST_BYTES]
+
+    @property
+    def capacity(self) -> int:
+        return self._capacity
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    def __contains__(self, raw: object) -> bool:
+        return isinstance(raw, bytes) and self.digest(raw) in self._members
+
+    def add(self, raw: bytes) -> bool:
+        """Remember ``raw``; False (and nothing changes) if it is already remembered."""
+        digest = self.digest(raw)
+        if digest in self._members:
+            return False
+        if len(self._order) == self._capacity:
+            self._members.discard(self._order.popleft())
+        self._order.append(digest)
+        self._members.add(digest)
+        return True
+
+
 @dataclass(frozen=True)
 class SourceSnapshot:
     """Counters of a :class:`TrngSource` (no sample bytes)."""
@@ -109,11 +165,18 @@ class TrngSource:
     reason), :class:`~lokey.controller.errors.SourceHealthError` when a health test fails,
     and whatever the device raised otherwise.
 
-    Each sample is also compared with the one before it (the continuous test of FIPS 140-2
-    §4.9.2; a healthy repeat has probability 2^-256) and held back until its successor has
-    passed every check: a noise source that sticks on some 32-byte block produces that block
-    over and over, and only the second copy shows it, so the first copy must not have been
-    released yet. The cost is one sample of latency at start-up, none afterwards.
+    Each sample is also compared with the last ``repeat_history`` samples (4,096 by default;
+    the continuous test of FIPS 140-2 §4.9.2, widened from one sample to many; a healthy
+    repeat has probability about 2^-244) and held back until its successor has passed every
+    check: a noise source that sticks on some 32-byte block produces that block over and over,
+    and only the second copy shows it, so the first copy must not have been released yet. A
+    source stuck in a cycle of n blocks, or replaying an earlier stream, is caught at the first
+    block it repeats, and the sample held back then is dropped: no block is ever released twice
+    (the first copies of a cycle's blocks may each be released once). Every sample that passes
+    the pattern checks is remembered, start-up and validation samples included. The history
+    belongs to the source, not to a device: :meth:`detach` and :meth:`attach` keep it, so a
+    chip that replays its output after a re-open is caught too. The cost is one sample of
+    latency at start-up, none afterwards; memory is bounded (see :class:`RepeatHistory`).
 
     After a health-test failure the tracker stays FAILED (every further ``sample()`` raises
     without touching the device) until :meth:`attach` gives the source a fresh device, which
@@ -127,11 +190,12 @@ class TrngSource:
         *,
         tracker: HealthTracker | None = None,
         conditioning: bool = True,
+        repeat_history: int = DEFAULT_REPEAT_HISTORY,
     ) -> None:
         self._device = device
         self._tracker = tracker if tracker is not None else HealthTracker()
         self._conditioning = conditioning
-        self._previous: bytes | None = None  # the last sample that passed the checks
+        self._history = RepeatHistory(repeat_history)  # recent raw samples; survives re-opens
         self._held: bytes | None = None  # checked and tested, released once its successor is
         self._read = 0
         self._released = 0
@@ -146,6 +210,11 @@ class TrngSource:
     @property
     def tracker(self) -> HealthTracker:
         return self._tracker
+
+    @property
+    def history(self) -> RepeatHistory:
+        """The digests of the recent raw samples that the repeat check compares with."""
+        return self._history
 
     @property
     def started(self) -> bool:
@@ -163,9 +232,12 @@ class TrngSource:
             self._tracker.restart()
 
     def detach(self) -> None:
-        """Forget the device (it was closed) and the sample held back from it."""
+        """Forget the device (it was closed) and the sample held back from it.
+
+        The repeat history stays: a re-opened device that replays its earlier output is a
+        repeat like any other.
+        """
         self._device = None
-        self._previous = None
         self._drop_held()
 
     def start_up(self) -> None:
@@ -212,12 +284,11 @@ class TrngSource:
 
     def _check(self, raw: bytes) -> bytes | None:
         reason = classify(raw)
-        if reason is None and raw == self._previous:
+        if reason is None and not self._history.add(raw):
             reason = RejectReason.REPEATED
         if reason is not None:
             self._rejected[reason] += 1
             raise SampleRejectedError(reason)
-        self._previous = raw
         tracker = self._tracker
         usable = tracker.feed(raw)
         failure = tracker.failure  # set exactly when this sample put the tracker into FAILED
