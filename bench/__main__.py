@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from bench import bench_battery, bench_driver, bench_emulator, bench_quality
+from bench import (
+    bench_battery,
+    bench_controller,
+    bench_driver,
+    bench_emulator,
+    bench_quality,
+)
 
 
 def main() -> int:
     results = [
         bench_emulator.main(),
         bench_driver.main(),
+        bench_controller.main(),
         bench_quality.main(),
         bench_battery.main(),
     ]

@@ -24,7 +24,8 @@ message and writes the recording as JSON lines in the ``sim.i2c_bus`` trace form
 ``spy+/dev/i2c-1`` on a Pi produces a trace that loads next to the emulator's own.
 
 This is the only ``lokey`` module that imports :mod:`sim`, and only inside the functions that
-build an emulator or serialise a trace (an import-linter contract allows exactly this edge), so
+build an emulator, serialise a trace or build an emulator fault for the controller's chaos API
+(:func:`fault_kinds`, :func:`build_fault`) (an import-linter contract allows exactly this edge), so
 importing it on a Pi costs nothing and a hardware-only deployment could drop the emulator.
 
 Errors: a URL that cannot work raises :class:`ValueError` naming the problem and the choices,
@@ -38,16 +39,18 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import functools
 import json
+import math
 import os
 import re
 import threading
 from collections import deque
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import MISSING, Field, dataclass, fields, is_dataclass
 from pathlib import Path
-from types import MappingProxyType, TracebackType
-from typing import Final, Literal, Self, TypeAlias
+from types import MappingProxyType, TracebackType, UnionType
+from typing import Final, Literal, Self, TypeAlias, Union, get_args, get_origin, get_type_hints
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from smbus2 import SMBus, i2c_msg
@@ -63,13 +66,22 @@ __all__ = [
     "ENV_I2C_BUS_NUMBER",
     "NACK_ERRNOS",
     "SIM_OPTIONS",
+    "BuiltFault",
     "BusKind",
     "BusRecorder",
+    "BusUrl",
+    "FaultKind",
+    "FaultParam",
+    "FaultTarget",
     "OpenedBus",
     "SpyBus",
     "SpyRecord",
+    "build_fault",
     "bus_url_from_env",
+    "describe_fault",
+    "fault_kinds",
     "open_bus",
+    "parse_bus_url",
     "validate_bus_url",
 ]
 
@@ -522,6 +534,30 @@ def validate_bus_url(url: str) -> str:
     return url
 
 
+@dataclass(frozen=True)
+class BusUrl:
+    """What a bus URL selects, decided without opening anything.
+
+    ``options`` are the ``sim://`` options the URL itself sets, as written (empty for i2c-dev);
+    a service uses them to refuse combinations that make no sense for it (a virtual clock).
+    """
+
+    url: str
+    kind: BusKind
+    spy: bool
+    options: Mapping[str, str]
+
+
+def parse_bus_url(url: str) -> BusUrl:
+    """Check ``url`` like :func:`validate_bus_url` and say what it selects."""
+    parsed = _parse(url)
+    if isinstance(parsed.target, _I2cDevTarget):
+        return BusUrl(url, "i2c-dev", parsed.spy, MappingProxyType({}))
+    query = urlsplit(url[len(_SPY_PREFIX) :] if parsed.spy else url).query
+    options = dict(parse_qsl(query, keep_blank_values=True)) if query else {}
+    return BusUrl(url, "emulator", parsed.spy, MappingProxyType(options))
+
+
 # -- opening -------------------------------------------------------------------------------------
 
 
@@ -685,3 +721,286 @@ def bus_url_from_env(env: Mapping[str, str]) -> str:
             )
         return f"/dev/i2c-{int(number)}"
     return DEFAULT_BUS_URL
+
+
+# -- fault injection: what the controller's chaos API builds (emulator only) ----------------------
+
+FaultTarget: TypeAlias = Literal["chip", "bus"]
+
+#: Integer parameters that also accept a name: the chip's opcodes and status codes (spec §3, §4)
+#: and the errno a held-low bus reports. Names match case-insensitively, underscores optional.
+_NAMED_INT_PARAMETERS: Final = ("opcode", "status", "errno")
+_INT_LITERAL = re.compile(r"[+-]?(0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+|[0-9]+)")
+
+
+@dataclass(frozen=True)
+class FaultParam:
+    """One parameter of a fault kind, as the chaos API documents it.
+
+    ``type`` is a JSON description ("integer", "integer or name", "number", "boolean",
+    "hex string", "schedule"), with " or null" when null is allowed. ``default`` is JSON-ready
+    (bytes as hex, enums as integers) and meaningless when ``required``.
+    """
+
+    name: str
+    type: str
+    required: bool
+    default: object = None
+
+    def to_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {"type": self.type, "required": self.required}
+        if not self.required:
+            out["default"] = self.default
+        return out
+
+
+@dataclass(frozen=True)
+class FaultKind:
+    """One injectable fault class of the emulator: where it acts and what it takes."""
+
+    name: str  # the fault's stable ``name`` ("forced_status", "nack", ...)
+    target: FaultTarget  # "chip": sim.atecc608a.faults; "bus": sim.i2c_bus.faults
+    class_name: str
+    summary: str
+    params: tuple[FaultParam, ...]
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "target": self.target,
+            "class": self.class_name,
+            "summary": self.summary,
+            "params": {param.name: param.to_dict() for param in self.params},
+        }
+
+
+@dataclass(frozen=True)
+class BuiltFault:
+    """A fault built from a description: inject ``fault`` into the chip or the bus (``kind``)."""
+
+    kind: FaultKind
+    fault: object
+
+
+@dataclass(frozen=True)
+class _FaultClass:
+    kind: FaultKind
+    cls: type
+    hints: Mapping[str, object]
+
+
+def fault_kinds() -> Mapping[str, FaultKind]:
+    """Every chip fault of ``sim.atecc608a.faults`` and bus fault of ``sim.i2c_bus.faults``.
+
+    Keyed by the fault's ``name``. Imports the emulator (the one allowed edge); call it only on
+    the emulator path.
+    """
+    return MappingProxyType({name: spec.kind for name, spec in _fault_classes().items()})
+
+
+def build_fault(kind: str, params: Mapping[str, object] | None = None) -> BuiltFault:
+    """Build the fault ``kind`` (its ``name`` or class name) from JSON-style ``params``.
+
+    JSON types map onto the fault's fields: integers (also ``"0x1B"`` strings, and names for
+    ``opcode`` / ``status`` / ``errno``, e.g. ``"Random"``, ``"EXECUTION_ERROR"``, ``"EIO"``),
+    numbers, booleans, hex strings for bytes, null where the field allows None, and an object
+    for a bus fault's ``schedule`` (exactly one of ``next_n``, ``every_nth``, ``probability``,
+    plus ``seed``). Raises :class:`ValueError` naming the kind and the parameter for an
+    unknown kind, an unknown or missing parameter, a wrong type, or a value the fault's own
+    checks refuse; never anything else for any JSON input.
+    """
+    classes = _fault_classes()
+    spec = classes.get(kind) if isinstance(kind, str) else None
+    if spec is None and isinstance(kind, str):
+        spec = next((s for s in classes.values() if s.kind.class_name == kind), None)
+    if spec is None:
+        choices = ", ".join(sorted(classes))
+        raise ValueError(f"unknown fault kind {kind!r}; choose one of: {choices}")
+    if params is None:
+        params = {}
+    if not isinstance(params, Mapping):
+        raise ValueError(f"{spec.kind.name}: params must be a JSON object, not {params!r}")
+    fault = _construct(spec.cls, spec.hints, params, spec.kind.name)
+    return BuiltFault(spec.kind, fault)
+
+
+def describe_fault(fault: object) -> dict[str, object]:
+    """``{"kind": name, "params": {...}}`` of a fault; ``build_fault`` accepts it back."""
+    if not is_dataclass(fault) or isinstance(fault, type):
+        raise TypeError(f"not a fault: {fault!r}")
+    name = getattr(type(fault), "name", type(fault).__name__)
+    params = {f.name: _jsonable(getattr(fault, f.name)) for f in fields(fault)}
+    return {"kind": name, "params": params}
+
+
+@functools.cache
+def _fault_classes() -> dict[str, _FaultClass]:
+    # The one allowed edge lokey -> sim, taken only on the emulator path.
+    from sim.atecc608a import faults as chip_faults  # noqa: PLC0415
+    from sim.i2c_bus import faults as bus_faults  # noqa: PLC0415
+
+    found: dict[str, _FaultClass] = {}
+    sources: tuple[tuple[FaultTarget, object, tuple[type, ...]], ...] = (
+        ("chip", chip_faults, (chip_faults.ChipFault,)),
+        ("bus", bus_faults, (bus_faults.Fault, bus_faults.ReadFault)),
+    )
+    for target, module, bases in sources:
+        for attribute in getattr(module, "__all__", ()):
+            cls = getattr(module, attribute)
+            if not isinstance(cls, type) or cls in bases or not issubclass(cls, bases[0]):
+                continue
+            if not is_dataclass(cls):  # pragma: no cover - every sim fault is a dataclass
+                continue
+            hints = get_type_hints(cls)
+            name: str = cls.name  # type: ignore[attr-defined]  # every fault class sets it
+            params = tuple(_describe_param(f, hints[f.name]) for f in fields(cls))
+            summary = " ".join((cls.__doc__ or "").strip().split("\n\n")[0].split())
+            kind = FaultKind(name, target, cls.__name__, summary, params)
+            found[name] = _FaultClass(kind, cls, MappingProxyType(hints))
+    return found
+
+
+def _describe_param(f: Field[object], hint: object) -> FaultParam:
+    nullable, base = _split_optional(hint)
+    if base is int:
+        text = "integer or name" if f.name in _NAMED_INT_PARAMETERS else "integer"
+    elif base is float:
+        text = "number"
+    elif base is bool:
+        text = "boolean"
+    elif base is bytes:
+        text = "hex string"
+    elif isinstance(base, type) and is_dataclass(base):
+        inner = ", ".join(g.name for g in fields(base))
+        text = f"{base.__name__.lower()} {{{inner}}}"
+    else:  # pragma: no cover - a new field type in sim: teach _coerce about it
+        raise AssertionError(f"unsupported fault parameter type {hint!r}")
+    if nullable:
+        text += " or null"
+    required = f.default is MISSING and f.default_factory is MISSING
+    default = None if f.default is MISSING else _jsonable(f.default)
+    return FaultParam(f.name, text, required, default)
+
+
+def _split_optional(hint: object) -> tuple[bool, object]:
+    if get_origin(hint) in (Union, UnionType):
+        args = get_args(hint)
+        others = [a for a in args if a is not type(None)]
+        if len(others) != 1:  # pragma: no cover - sim's faults use X | None only
+            raise AssertionError(f"unsupported fault parameter type {hint!r}")
+        return len(others) < len(args), others[0]
+    return False, hint
+
+
+def _construct(
+    cls: type, hints: Mapping[str, object], params: Mapping[str, object], where: str
+) -> object:
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(str(key) for key in params if key not in known)
+    if unknown:
+        raise ValueError(
+            f"{where}: unknown parameter(s) {', '.join(map(repr, unknown))}; "
+            f"{cls.__name__} takes: {', '.join(known) or 'nothing'}"
+        )
+    missing = [
+        name
+        for name, f in known.items()
+        if f.default is MISSING and f.default_factory is MISSING and name not in params
+    ]
+    if missing:
+        raise ValueError(f"{where}: missing parameter(s) {', '.join(map(repr, missing))}")
+    values = {
+        name: _coerce(f"{where}: parameter {name!r}", name, hints[name], value)
+        for name, value in params.items()
+    }
+    try:
+        return cls(**values)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{where}: {exc}") from None
+
+
+def _coerce(where: str, name: str, hint: object, value: object) -> object:
+    nullable, base = _split_optional(hint)
+    if value is None:
+        if nullable:
+            return None
+        raise ValueError(f"{where} must not be null")
+    if base is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{where} must be true or false, not {value!r}")
+        return value
+    if base is int:
+        return _coerce_int(where, name, value)
+    if base is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"{where} must be a number, not {value!r}")
+        if not math.isfinite(value):
+            raise ValueError(f"{where} must be finite, not {value!r}")
+        return float(value)
+    if base is bytes:
+        if not isinstance(value, str):
+            raise ValueError(f"{where} must be a hex string, not {value!r}")
+        try:
+            return bytes.fromhex(value)
+        except ValueError:
+            raise ValueError(f"{where} must be a hex string, not {value!r}") from None
+    if isinstance(base, type) and is_dataclass(base):
+        if not isinstance(value, Mapping):
+            raise ValueError(f"{where} must be a JSON object, not {value!r}")
+        return _construct(base, get_type_hints(base), value, where)
+    raise AssertionError(f"unsupported fault parameter type {hint!r}")  # pragma: no cover
+
+
+def _coerce_int(where: str, name: str, value: object) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if _INT_LITERAL.fullmatch(text):
+            return int(text) if text.lstrip("+-").isdigit() else int(text, 0)
+        named = _named_ints().get(name)
+        if named is not None:
+            values, shown = named
+            key = text.upper().replace("_", "").replace("-", "")
+            if key in values:
+                return values[key]
+            raise ValueError(f"{where}: unknown name {value!r}; use an integer or {shown}")
+    kind = "an integer or a name" if name in _NAMED_INT_PARAMETERS else "an integer"
+    raise ValueError(f"{where} must be {kind}, not {value!r}")
+
+
+@functools.cache
+def _named_ints() -> dict[str, tuple[dict[str, int], str]]:
+    """Per named parameter: normalised name -> value, and how to list the names in an error."""
+    from sim.atecc608a import Opcode, Status  # noqa: PLC0415
+
+    def table(pairs: Sequence[tuple[str, int]]) -> dict[str, int]:
+        return {n.upper().replace("_", ""): v for n, v in pairs}
+
+    return {
+        "opcode": (
+            table([(m.name, int(m)) for m in Opcode]),
+            "one of " + ", ".join(m.name for m in Opcode),
+        ),
+        "status": (
+            table([(m.name, int(m)) for m in Status]),
+            "one of " + ", ".join(m.name for m in Status),
+        ),
+        "errno": (
+            table([(n, code) for code, n in errno.errorcode.items()]),
+            "an errno name such as EIO",
+        ),
+    }
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).hex()
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return int(value)  # IntEnum members become plain integers
+    if isinstance(value, float):
+        return value
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _jsonable(getattr(value, f.name)) for f in fields(value)}
+    return repr(value)

@@ -2,9 +2,11 @@
 
 ``lokey assess FILE`` judges a file of raw TRNG bytes with the SP 800-90B health tests and the
 SP 800-22 battery. ``lokey provision`` shows, and with ``--yes`` applies, the chip's RNG
-configuration. Exit status: 0 success (the data passes; provisioning done or nothing to do),
-1 failure (the data fails; the chip refused), 2 the command could not run (bad input or
-options, a bus that cannot be opened).
+configuration. ``lokey serve controller`` runs the controller service (settings from the
+environment, spec/service-api.md §6.2). Exit status: 0 success (the data passes; provisioning
+done or nothing to do; the service stopped cleanly), 1 failure (the data fails; the chip
+refused), 2 the command could not run (bad input, options or settings, a bus that cannot be
+opened).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ DEFAULT_MAX_BYTES = 64 << 20  # about 500 MB of working memory at most: fits a R
 MIN_ENTROPY = 0.01  # bits per byte; below this the RCT cut-off exceeds any input (> 2,000)
 MIN_SEQUENCE_BITS = 1_000  # below this most tests cannot run and p-values are coarse
 MAX_SEQUENCE_BITS = 100_000_000
+SERVICES_MODULE = "lokey.services"  # `python -m lokey.services SERVICE` runs one service
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -119,6 +122,34 @@ def _parser() -> argparse.ArgumentParser:
         "--yes", action="store_true", help="really write and lock (irreversible on a real chip)"
     )
     provision_cmd.set_defaults(run=_provision)
+
+    serve_cmd = commands.add_parser(
+        "serve",
+        help="run one LoKey service in the foreground",
+        description="Run one LoKey service (settings from the environment).",
+    )
+    services = serve_cmd.add_subparsers(title="services", required=True, metavar="SERVICE")
+    controller_cmd = services.add_parser(
+        "controller",
+        help="the chip's TRNG service (/health, /info, /generate, /metrics)",
+        description=(
+            "Serve the ATECC608A as a TRNG on HTTP (spec/service-api.md §2). Settings come "
+            "from the environment: PORT, LOKEY_BUS_URL or I2C_BUS_NUMBER (default: the "
+            "emulator), FORCE_CONFIG, CONTROLLER_RECOVERY_COOLDOWN_SECONDS, "
+            "CONTROLLER_RECOVERY_VALIDATION_ATTEMPTS, CONTROLLER_CIRCUIT_BREAKER_COOLDOWN_MINUTES, "
+            "LOG_LEVEL, LOKEY_CONTROLLER_FALLBACK, LOKEY_CORS_ORIGIN."
+        ),
+    )
+    controller_cmd.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
+    controller_cmd.add_argument(
+        "--port",
+        type=_bounded_int("--port", lower=1, upper=65535),
+        default=None,
+        help="port to listen on (default: $PORT, else 8081)",
+    )
+    controller_cmd.set_defaults(run=_serve_controller)
     return parser
 
 
@@ -218,14 +249,33 @@ def _provision(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
             if not args.yes:
                 print("Dry run: nothing was written. Pass --yes to write and lock.")
                 return EXIT_PASS
-            provision(driver)
+            locked = provision(driver, the_plan)  # exactly the plan shown above, or nothing
         except LokeyError as error:
             print(f"lokey provision: {error}", file=sys.stderr)
             return EXIT_FAIL
         finally:
             driver.close()
-    print(f"Config zone locked with summary CRC 0x{the_plan.summary_crc:04X}.")
+    print(f"Config zone locked with summary CRC 0x{locked.summary_crc:04X}.")
     return EXIT_PASS
+
+
+def _serve_controller(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Exec ``python -m lokey.services controller``: the service replaces this process.
+
+    ``lokey.cli`` and ``lokey.services`` are independent siblings of the top layer (import
+    contract), so the command starts the service as a program, the way ``lokey up`` starts all
+    four; signals then reach the server directly and its exit status is the command's.
+    """
+    argv = [sys.executable, "-m", SERVICES_MODULE, "controller", "--host", args.host]
+    if args.port is not None:
+        argv += ["--port", str(args.port)]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execv(sys.executable, argv)
+    except OSError as error:
+        print(f"lokey serve controller: cannot start {SERVICES_MODULE}: {error}", file=sys.stderr)
+    return EXIT_USAGE
 
 
 def render_plan(the_plan: ProvisionPlan, url: str) -> str:

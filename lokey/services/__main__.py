@@ -1,0 +1,62 @@
+"""``python -m lokey.services SERVICE``: run one service in the foreground.
+
+``lokey serve SERVICE`` execs this module (the ``lokey`` command and the services are
+independent siblings of the top layer, so the command starts a service as a program rather than
+importing it, as ``lokey up`` starts all four). Settings come from the environment; invalid
+settings exit 2 with one line naming each bad variable; a clean stop (SIGTERM / SIGINT) exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from lokey.services import server
+from lokey.services.controller import create_controller_app
+from lokey.services.settings import SettingsError, load_controller_settings
+
+__all__ = ["EXIT_USAGE", "main"]
+
+EXIT_USAGE = 2
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--port must be an integer, got {text!r}") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"--port must be in [1, 65,535], got {text}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lokey serve", description="Run one LoKey service.")
+    services = parser.add_subparsers(dest="service", required=True, metavar="SERVICE")
+    controller = services.add_parser("controller", help="the chip's TRNG service")
+    controller.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1")
+    controller.add_argument("--port", type=_port, default=None, help="default: $PORT, else 8081")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_controller_settings(os.environ)
+    except SettingsError as error:
+        print(f"lokey serve {args.service}: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    logging.basicConfig(
+        level=settings.log_level_number,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    port = args.port if args.port is not None else settings.port
+    app = create_controller_app(settings)
+    return server.run(app, host=args.host, port=port, log_level=settings.log_level)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,167 @@
+"""HTTP pieces every LoKey service shares (spec/service-api.md §0).
+
+* Errors are ``{"error": "<message>"}``: :func:`install_error_handlers` turns Starlette's 404,
+  405 and FastAPI's validation errors into that shape, and anything unexpected into a 500 that
+  never echoes internals (the server logs the traceback).
+* :class:`OptionsMiddleware`: any ``OPTIONS`` request is answered 204 with no body, and, when an
+  origin is configured, every response carries the reference API's CORS headers (§1.1).
+* :class:`AccessLogMiddleware`: one line per request on ``lokey.access``; 2xx at INFO, anything
+  else at WARNING, so ``LOG_LEVEL=WARN`` logs only the non-200 responses, as in the reference
+  (§0). Only method, path, query, status and duration: never a body.
+* :func:`strict_int`: query integers the way Go's ``strconv.Atoi`` reads them (ASCII digits
+  with an optional sign, nothing else): ``1.5``, ``""``, ``" 1"``, non-ASCII digits are refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Final
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = [
+    "CORS_ALLOW_HEADERS",
+    "CORS_ALLOW_METHODS",
+    "AccessLogMiddleware",
+    "OptionsMiddleware",
+    "error_response",
+    "install_error_handlers",
+    "rfc3339_now",
+    "strict_int",
+]
+
+access_log = logging.getLogger("lokey.access")
+
+#: The reference API's CORS defaults (spec/service-api.md §1.1).
+CORS_ALLOW_METHODS: Final = "GET, POST, PUT, DELETE, OPTIONS"
+CORS_ALLOW_HEADERS: Final = "Content-Type, Authorization, Accept"
+_DIGITS = re.compile(r"[+-]?[0-9]{1,18}")  # ASCII only; 18 digits cannot overflow anything
+
+
+def error_response(
+    status: int,
+    message: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    **extra: object,
+) -> JSONResponse:
+    """``{"error": message, **extra}`` with ``status``."""
+    return JSONResponse({"error": message, **extra}, status_code=status, headers=headers)
+
+
+def rfc3339_now() -> str:
+    """Now, in RFC 3339 (UTC, whole seconds), as the reference's ``time.RFC3339`` timestamps."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def strict_int(text: str, lower: int, upper: int) -> int | None:
+    """``text`` as an integer in ``lower..upper``, or None if it is anything else."""
+    if _DIGITS.fullmatch(text) is None:
+        return None
+    value = int(text)
+    return value if lower <= value <= upper else None
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Every error the framework produces gets the ``{"error": ...}`` shape (§0)."""
+
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        return error_response(exc.status_code, str(exc.detail), headers=exc.headers)
+
+    async def invalid_request(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        problems = []
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
+            problems.append(f"{where}: {error.get('msg', 'invalid')}" if where else "invalid")
+        return error_response(400, "; ".join(problems) or "Invalid request")
+
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # Starlette re-raises after sending this, so the server logs the traceback once.
+        return error_response(500, "Internal server error")
+
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, invalid_request)
+    app.add_exception_handler(Exception, unexpected)
+
+
+class OptionsMiddleware:
+    """``OPTIONS`` anywhere → 204, no body; CORS headers on every response when configured.
+
+    ``allow_origin`` empty: no CORS headers at all (the reference controller sends none); ``*``
+    or one origin: the reference API's three headers (§1.1).
+    """
+
+    def __init__(self, app: ASGIApp, *, allow_origin: str = "") -> None:
+        self.app = app
+        self._headers: list[tuple[bytes, bytes]] = []
+        if allow_origin:
+            self._headers = [
+                (b"access-control-allow-origin", allow_origin.encode("latin-1")),
+                (b"access-control-allow-methods", CORS_ALLOW_METHODS.encode("latin-1")),
+                (b"access-control-allow-headers", CORS_ALLOW_HEADERS.encode("latin-1")),
+            ]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] == "OPTIONS":
+            await send({"type": "http.response.start", "status": 204, "headers": self._headers})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        if not self._headers:
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_cors(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()), *self._headers]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_cors)
+
+
+class AccessLogMiddleware:
+    """One log line per HTTP request: 2xx and 3xx at INFO, everything else at WARNING."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # what the server sends if the app dies before starting a response
+
+        async def record(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, record)
+        finally:
+            level = logging.INFO if status < 400 else logging.WARNING
+            if access_log.isEnabledFor(level):
+                query = scope.get("query_string", b"").decode("latin-1")
+                target = scope["path"] + (f"?{query}" if query else "")
+                access_log.log(
+                    level,
+                    "%s %s %d %.1f ms",
+                    scope["method"],
+                    target,
+                    status,
+                    (time.perf_counter() - started) * 1000,
+                )

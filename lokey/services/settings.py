@@ -1,0 +1,199 @@
+"""Service settings: one pydantic-settings object per service, read once at the edge.
+
+The variable names and defaults are the Go reference's (spec/service-api.md §6.2); LoKey's own
+additions start with ``LOKEY_``. Values are validated at start-up with messages that name the
+variable and the rule (``CONTROLLER_RECOVERY_COOLDOWN_SECONDS must be > 0, got '0'``), where the
+reference silently fell back to a default or crashed later.
+
+:func:`load_controller_settings` reads a mapping (``os.environ`` in production, a dict in
+tests) and raises :class:`SettingsError` with one line per problem; ``ControllerSettings()``
+reads the process environment directly and raises pydantic's ``ValidationError``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from contextvars import ContextVar
+from typing import Annotated, Final, Literal
+
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from lokey.backends import ENV_BUS_URL, ENV_I2C_BUS_NUMBER, bus_url_from_env, parse_bus_url
+
+__all__ = [
+    "CONTROLLER_ENV",
+    "ControllerSettings",
+    "LogLevel",
+    "SettingsError",
+    "load_controller_settings",
+]
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+_LOG_LEVELS: Final = ("DEBUG", "INFO", "WARN", "WARNING", "ERROR")
+MAX_COOLDOWN_S: Final = 86_400.0  # one day: anything longer is a typo (and 1e308 overflows)
+MAX_BREAKER_MINUTES: Final = 1_440.0  # one day
+
+
+_EXPLICIT: ContextVar[bool] = ContextVar("lokey_settings_explicit", default=False)
+
+
+class SettingsError(ValueError):
+    """The environment does not describe a service that can start; the message says why."""
+
+
+def _log_level(value: object) -> object:
+    """``WARN`` (the reference's spelling) is ``WARNING``; case and blanks do not matter."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip().upper()
+    if not text:
+        return "INFO"
+    if text not in _LOG_LEVELS:
+        raise ValueError(f"must be one of {', '.join(_LOG_LEVELS)} (any case)")
+    return "WARNING" if text == "WARN" else text
+
+
+def _cors_origin(value: str) -> str:
+    text = value.strip()
+    if any(c in text for c in "\r\n,"):
+        raise ValueError("must be one origin (or *), without commas or line breaks")
+    return text
+
+
+class ControllerSettings(BaseSettings):
+    """Environment of the controller service (spec/service-api.md §6.2 plus ``LOKEY_*``).
+
+    ``force_config`` keeps the raw ``FORCE_CONFIG`` text: only exactly ``true`` provisions
+    (:attr:`provision_at_startup`), as in the reference; anything else never writes the chip.
+    ``DISABLE_AUTO_CONFIG`` is not read: LoKey never configures a chip on its own.
+    """
+
+    model_config = SettingsConfigDict(
+        case_sensitive=True, extra="ignore", frozen=True, env_ignore_empty=True
+    )
+
+    port: int = Field(default=8081, ge=1, le=65535, validation_alias="PORT")
+    lokey_bus_url: str | None = Field(default=None, validation_alias=ENV_BUS_URL)
+    i2c_bus_number: str | None = Field(default=None, validation_alias=ENV_I2C_BUS_NUMBER)
+    force_config: str = Field(default="", validation_alias="FORCE_CONFIG")
+    recovery_cooldown_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=MAX_COOLDOWN_S,
+        allow_inf_nan=False,
+        validation_alias="CONTROLLER_RECOVERY_COOLDOWN_SECONDS",
+    )
+    recovery_validation_attempts: int = Field(
+        default=3, gt=0, le=1_000, validation_alias="CONTROLLER_RECOVERY_VALIDATION_ATTEMPTS"
+    )
+    breaker_cooldown_minutes: float = Field(
+        default=5.0,
+        gt=0,
+        le=MAX_BREAKER_MINUTES,
+        allow_inf_nan=False,
+        validation_alias="CONTROLLER_CIRCUIT_BREAKER_COOLDOWN_MINUTES",
+    )
+    log_level: Annotated[LogLevel, BeforeValidator(_log_level)] = Field(
+        default="INFO", validation_alias="LOG_LEVEL"
+    )
+    fallback: bool = Field(default=False, validation_alias="LOKEY_CONTROLLER_FALLBACK")
+    cors_origin: Annotated[str, AfterValidator(_cors_origin)] = Field(
+        default="", validation_alias="LOKEY_CORS_ORIGIN"
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Keyword arguments, then the process environment; no .env or secret files.
+
+        While :func:`load_controller_settings` builds an instance, only its mapping counts.
+        """
+        if _EXPLICIT.get():
+            return (init_settings,)
+        return (init_settings, env_settings)
+
+    @model_validator(mode="after")
+    def _check_bus(self) -> ControllerSettings:
+        url = bus_url_from_env(self._bus_env())  # raises ValueError naming the variable
+        where = ENV_BUS_URL if self.lokey_bus_url else "the default bus"
+        if parse_bus_url(url).options.get("clock") == "virtual":
+            raise ValueError(
+                f"{where}: {url!r} asks for clock=virtual, which the service cannot run on "
+                "(its worker sleeps on the clock); tests pass a clock to the app factory instead"
+            )
+        return self
+
+    def _bus_env(self) -> dict[str, str]:
+        env: dict[str, str] = {}
+        if self.lokey_bus_url is not None:
+            env[ENV_BUS_URL] = self.lokey_bus_url
+        if self.i2c_bus_number is not None:
+            env[ENV_I2C_BUS_NUMBER] = self.i2c_bus_number
+        return env
+
+    @property
+    def bus_url(self) -> str:
+        """LOKEY_BUS_URL, else /dev/i2c-$I2C_BUS_NUMBER, else the emulator (backends' rule)."""
+        return bus_url_from_env(self._bus_env())
+
+    @property
+    def provision_at_startup(self) -> bool:
+        """``FORCE_CONFIG`` is exactly ``true`` (spec §6.2): write the template and lock."""
+        return self.force_config == "true"
+
+    @property
+    def breaker_open_s(self) -> float:
+        return self.breaker_cooldown_minutes * 60.0
+
+    @property
+    def log_level_number(self) -> int:
+        return logging.getLevelNamesMapping()[self.log_level]
+
+
+#: The environment variables the controller reads (for documentation and ``load_*``).
+CONTROLLER_ENV: Final = tuple(
+    str(field.validation_alias) for field in ControllerSettings.model_fields.values()
+)
+
+
+def load_controller_settings(env: Mapping[str, str]) -> ControllerSettings:
+    """The controller's settings from ``env`` only (never the process environment).
+
+    Blank values count as unset, like ``VAR=`` lines in compose files. Raises
+    :class:`SettingsError` whose message has one line per problem, each naming the variable.
+    """
+    values = {name: env[name] for name in CONTROLLER_ENV if env.get(name, "").strip()}
+    token = _EXPLICIT.set(True)
+    try:
+        return ControllerSettings(**values)  # type: ignore[arg-type]  # keys are the aliases
+    except ValidationError as exc:
+        raise SettingsError(_explain(exc)) from None
+    finally:
+        _EXPLICIT.reset(token)
+
+
+def _explain(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors(include_url=False):
+        where = ".".join(str(part) for part in error["loc"])
+        message = str(error["msg"])
+        for prefix in ("Value error, ", "Assertion failed, "):
+            message = message.removeprefix(prefix)
+        context = error.get("ctx") or {}
+        if error["type"] in {"greater_than", "less_than_equal", "greater_than_equal"}:
+            rule = {"greater_than": ">", "less_than_equal": "<=", "greater_than_equal": ">="}
+            bound = next(iter(context.values()), "?")
+            message = f"must be {rule[error['type']]} {bound}"
+        if where:
+            lines.append(f"{where} {message[:1].lower()}{message[1:]} (got {error['input']!r})")
+        else:
+            lines.append(message)
+    return "invalid settings: " + "; ".join(lines)
