@@ -40,7 +40,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import functools
-import json
 import math
 import os
 import re
@@ -257,15 +256,12 @@ class BusRecorder:
     def to_jsonl(self) -> str:
         """The records as JSON lines, byte for byte the format of ``sim.i2c_bus.Trace``.
 
-        Serialised by sim's own ``TraceRecord`` (so the formats cannot drift apart) when sim is
-        importable, which it always is from the lokey distribution; by an equivalent local
-        writer otherwise, so ``spy+/dev/i2c-1`` also works where only lokey is installed.
+        Serialised by sim's own ``TraceRecord`` so the two formats cannot drift apart; sim ships
+        in the same distribution, and is imported only here, when a recording is written.
         """
+        from sim.i2c_bus.trace import TraceRecord  # noqa: PLC0415 - no sim import at module load
+
         records = self.records()
-        try:
-            from sim.i2c_bus.trace import TraceRecord  # noqa: PLC0415 - sim stays optional here
-        except ImportError:
-            return "".join(_record_json(r) + "\n" for r in records)
         return "".join(
             TraceRecord(
                 r.time, r.transfer, r.index, r.address, r.direction, r.data, r.outcome, ()
@@ -315,23 +311,6 @@ class BusRecorder:
         if code is not None:
             return f"error:{errno.errorcode.get(code, str(code))}"
         return f"error:{type(failure).__name__}"
-
-
-def _record_json(record: SpyRecord) -> str:
-    """The sim trace's JSON-lines object (keys, order, separators), without importing sim."""
-    return json.dumps(
-        {
-            "t": record.time,
-            "xfer": record.transfer,
-            "i": record.index,
-            "addr": record.address,
-            "dir": record.direction,
-            "data": record.data.hex(),
-            "outcome": record.outcome,
-            "faults": [],
-        },
-        separators=(",", ":"),
-    )
 
 
 def _message_bytes(msg: i2c_msg) -> bytes:

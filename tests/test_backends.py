@@ -602,20 +602,6 @@ def test_spy_json_lines_load_back_with_the_sim_trace_reader(tmp_path: Path) -> N
         assert Trace.read_jsonl(spy.to_jsonl()).to_jsonl() == path.read_text()
 
 
-def test_spy_json_lines_do_not_need_sim(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Where only lokey is installed, the local writer produces the identical format."""
-    with spied() as opened:
-        assert wake(opened) == WAKE_GROUP
-        spy = opened.trace
-        assert spy is not None
-        spy._record(1.25, [i2c_msg.write(0x60, [0xAB])], [b"\xab"], OSError(errno.EAGAIN, "x"))
-        with_sim = spy.to_jsonl()
-        monkeypatch.setitem(sys.modules, "sim.i2c_bus.trace", None)  # import now fails
-        without_sim = spy.to_jsonl()
-    assert without_sim == with_sim
-    assert '"outcome":"error:EAGAIN"' in without_sim
-
-
 def test_recorder_is_bounded_and_keeps_counting_transfers() -> None:
     recorder = BusRecorder(capacity=2)
     spy = SpyBus(Exploding(OSError(errno.EREMOTEIO, "nack")), VirtualClock(), recorder)
