@@ -14,15 +14,20 @@ __all__ = [
     "DeviceStatusError",
     "EccFaultError",
     "ExecutionError",
+    "FortunaError",
+    "FortunaInputError",
     "HealthTestError",
     "InsufficientDataError",
     "LokeyError",
     "LostCommandError",
     "NoDeviceError",
     "NotApplicableError",
+    "NotSeededError",
     "ParseError",
     "ProvisioningError",
     "QualityError",
+    "SeedFileError",
+    "SeedQualityError",
     "SelfTestError",
     "UnsupportedDeviceError",
     "WatchdogError",
@@ -135,4 +140,41 @@ class NotApplicableError(QualityError):
     def __init__(self, test: str, reason: str) -> None:
         super().__init__(f"{test} does not apply: {reason}")
         self.test = test
+        self.reason = reason
+
+
+class FortunaError(LokeyError):
+    """The Fortuna generator or accumulator refused a request (spec/fortuna.md)."""
+
+
+class NotSeededError(FortunaError):
+    """Output was asked for before the first reseed (fortuna.md §2, §3 step 2, §5).
+
+    Fortuna never returns AES(0^32, counter): until a seed-file update, a direct start-up seed
+    or a pool reseed has happened, every request fails with this error.
+    """
+
+
+class FortunaInputError(FortunaError, ValueError):
+    """An argument is outside what fortuna.md allows: a negative length, an internal request
+    over 2^20 bytes (§2), an event source, pool or length out of range (§3), a short direct
+    seed (§5).
+    """
+
+
+class SeedFileError(FortunaError):
+    """The seed file (fortuna.md §4) cannot be used: locked by another user, its directory
+    missing or unwritable, or an explicit write failed (the ``OSError`` is chained).
+    """
+
+
+class SeedQualityError(FortunaError, ValueError):
+    """A seed sample failed the seed-quality gate (fortuna.md §7).
+
+    ``reason`` names the rule that failed first (``too_short``, ``all_equal``, ``mostly_ff``,
+    ``low_entropy``); the message gives the measured figure, never the sample's bytes.
+    """
+
+    def __init__(self, reason: str, message: str | None = None) -> None:
+        super().__init__(message if message is not None else f"seed rejected: {reason}")
         self.reason = reason
