@@ -7,6 +7,8 @@ from bench import (
     bench_controller,
     bench_driver,
     bench_emulator,
+    bench_fortuna,
+    bench_fortuna_http,
     bench_quality,
 )
 
@@ -16,6 +18,8 @@ def main() -> int:
         bench_emulator.main(),
         bench_driver.main(),
         bench_controller.main(),
+        bench_fortuna.main(),
+        bench_fortuna_http.main(),
         bench_quality.main(),
         bench_battery.main(),
     ]

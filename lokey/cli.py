@@ -2,11 +2,11 @@
 
 ``lokey assess FILE`` judges a file of raw TRNG bytes with the SP 800-90B health tests and the
 SP 800-22 battery. ``lokey provision`` shows, and with ``--yes`` applies, the chip's RNG
-configuration. ``lokey serve controller`` runs the controller service (settings from the
-environment, spec/service-api.md §6.2). Exit status: 0 success (the data passes; provisioning
-done or nothing to do; the service stopped cleanly), 1 failure (the data fails; the chip
-refused), 2 the command could not run (bad input, options or settings, a bus that cannot be
-opened).
+configuration. ``lokey serve controller`` and ``lokey serve fortuna`` run the controller and
+Fortuna services (settings from the environment, spec/service-api.md §6.2, §6.3). Exit status:
+0 success (the data passes; provisioning done or nothing to do; the service stopped cleanly),
+1 failure (the data fails; the chip refused), 2 the command could not run (bad input, options or
+settings, a bus that cannot be opened).
 """
 
 from __future__ import annotations
@@ -128,7 +128,9 @@ def _parser() -> argparse.ArgumentParser:
         help="run one LoKey service in the foreground",
         description="Run one LoKey service (settings from the environment).",
     )
-    services = serve_cmd.add_subparsers(title="services", required=True, metavar="SERVICE")
+    services = serve_cmd.add_subparsers(
+        title="services", required=True, metavar="SERVICE", dest="service"
+    )
     controller_cmd = services.add_parser(
         "controller",
         help="the chip's TRNG service (/health, /info, /generate, /metrics)",
@@ -149,7 +151,27 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="port to listen on (default: $PORT, else 8081)",
     )
-    controller_cmd.set_defaults(run=_serve_controller)
+    controller_cmd.set_defaults(run=_serve)
+    fortuna_cmd = services.add_parser(
+        "fortuna",
+        help="the Fortuna CSPRNG service (/seed, /generate, /amplify, /health, /info, /metrics)",
+        description=(
+            "Serve a Fortuna generator on HTTP (spec/service-api.md §3), seeded through POST "
+            "/seed; it answers 503 to /generate until its first seeding. Settings come from the "
+            "environment: PORT, AMPLIFICATION_FACTOR, FORTUNA_MAX_RESEED_INTERVAL_HOURS, "
+            "LOG_LEVEL, LOKEY_FORTUNA_SEED_FILE, LOKEY_CORS_ORIGIN."
+        ),
+    )
+    fortuna_cmd.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
+    fortuna_cmd.add_argument(
+        "--port",
+        type=_bounded_int("--port", lower=1, upper=65535),
+        default=None,
+        help="port to listen on (default: $PORT, else 8082)",
+    )
+    fortuna_cmd.set_defaults(run=_serve)
     return parser
 
 
@@ -259,14 +281,14 @@ def _provision(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     return EXIT_PASS
 
 
-def _serve_controller(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    """Exec ``python -m lokey.services controller``: the service replaces this process.
+def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Exec ``python -m lokey.services SERVICE``: the service replaces this process.
 
     ``lokey.cli`` and ``lokey.services`` are independent siblings of the top layer (import
     contract), so the command starts the service as a program, the way ``lokey up`` starts all
     four; signals then reach the server directly and its exit status is the command's.
     """
-    argv = [sys.executable, "-m", SERVICES_MODULE, "controller", "--host", args.host]
+    argv = [sys.executable, "-m", SERVICES_MODULE, args.service, "--host", args.host]
     if args.port is not None:
         argv += ["--port", str(args.port)]
     sys.stdout.flush()
@@ -274,7 +296,9 @@ def _serve_controller(args: argparse.Namespace, parser: argparse.ArgumentParser)
     try:
         os.execv(sys.executable, argv)
     except OSError as error:
-        print(f"lokey serve controller: cannot start {SERVICES_MODULE}: {error}", file=sys.stderr)
+        print(
+            f"lokey serve {args.service}: cannot start {SERVICES_MODULE}: {error}", file=sys.stderr
+        )
     return EXIT_USAGE
 
 

@@ -1,9 +1,10 @@
 """``python -m lokey.services SERVICE``: run one service in the foreground.
 
-``lokey serve SERVICE`` execs this module (the ``lokey`` command and the services are
-independent siblings of the top layer, so the command starts a service as a program rather than
-importing it, as ``lokey up`` starts all four). Settings come from the environment; invalid
-settings exit 2 with one line naming each bad variable; a clean stop (SIGTERM / SIGINT) exits 0.
+SERVICE is ``controller`` or ``fortuna``. ``lokey serve SERVICE`` execs this module (the
+``lokey`` command and the services are independent siblings of the top layer, so the command
+starts a service as a program rather than importing it, as ``lokey up`` starts all four).
+Settings come from the environment; invalid settings exit 2 with one line naming each bad
+variable; a clean stop (SIGTERM / SIGINT) exits 0.
 """
 
 from __future__ import annotations
@@ -16,7 +17,14 @@ from collections.abc import Sequence
 
 from lokey.services import server
 from lokey.services.controller import create_controller_app
-from lokey.services.settings import SettingsError, load_controller_settings
+from lokey.services.fortuna import create_fortuna_app
+from lokey.services.settings import (
+    ControllerSettings,
+    FortunaSettings,
+    SettingsError,
+    load_controller_settings,
+    load_fortuna_settings,
+)
 
 __all__ = ["EXIT_USAGE", "main"]
 
@@ -39,13 +47,20 @@ def _parser() -> argparse.ArgumentParser:
     controller = services.add_parser("controller", help="the chip's TRNG service")
     controller.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1")
     controller.add_argument("--port", type=_port, default=None, help="default: $PORT, else 8081")
+    fortuna = services.add_parser("fortuna", help="the Fortuna CSPRNG service")
+    fortuna.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1")
+    fortuna.add_argument("--port", type=_port, default=None, help="default: $PORT, else 8082")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    settings: ControllerSettings | FortunaSettings
     try:
-        settings = load_controller_settings(os.environ)
+        if args.service == "fortuna":
+            settings = load_fortuna_settings(os.environ)
+        else:
+            settings = load_controller_settings(os.environ)
     except SettingsError as error:
         print(f"lokey serve {args.service}: {error}", file=sys.stderr)
         return EXIT_USAGE
@@ -54,7 +69,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     port = args.port if args.port is not None else settings.port
-    app = create_controller_app(settings)
+    app = (
+        create_fortuna_app(settings)
+        if isinstance(settings, FortunaSettings)
+        else create_controller_app(settings)
+    )
     return server.run(app, host=args.host, port=port, log_level=settings.log_level)
 
 

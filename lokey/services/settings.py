@@ -1,20 +1,23 @@
 """Service settings: one pydantic-settings object per service, read once at the edge.
 
-The variable names and defaults are the Go reference's (spec/service-api.md §6.2); LoKey's own
-additions start with ``LOKEY_``. Values are validated at start-up with messages that name the
-variable and the rule (``CONTROLLER_RECOVERY_COOLDOWN_SECONDS must be > 0, got '0'``), where the
-reference silently fell back to a default or crashed later.
+The variable names and defaults are the Go reference's (spec/service-api.md §6.2 controller,
+§6.3 Fortuna); LoKey's own additions start with ``LOKEY_``. Values are validated at start-up with
+messages that name the variable and the rule (``CONTROLLER_RECOVERY_COOLDOWN_SECONDS must be
+> 0, got '0'``), where the reference silently fell back to a default or crashed later.
 
-:func:`load_controller_settings` reads a mapping (``os.environ`` in production, a dict in
-tests) and raises :class:`SettingsError` with one line per problem; ``ControllerSettings()``
-reads the process environment directly and raises pydantic's ``ValidationError``.
+:func:`load_controller_settings` / :func:`load_fortuna_settings` read a mapping (``os.environ``
+in production, a dict in tests) and raise :class:`SettingsError` with one line per problem;
+``ControllerSettings()`` / ``FortunaSettings()`` read the process environment directly and raise
+pydantic's ``ValidationError``.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from contextvars import ContextVar
+from pathlib import Path
 from typing import Annotated, Final, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, model_validator
@@ -24,16 +27,21 @@ from lokey.backends import ENV_BUS_URL, ENV_I2C_BUS_NUMBER, bus_url_from_env, pa
 
 __all__ = [
     "CONTROLLER_ENV",
+    "FORTUNA_ENV",
     "ControllerSettings",
+    "FortunaSettings",
     "LogLevel",
     "SettingsError",
     "load_controller_settings",
+    "load_fortuna_settings",
 ]
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 _LOG_LEVELS: Final = ("DEBUG", "INFO", "WARN", "WARNING", "ERROR")
 MAX_COOLDOWN_S: Final = 86_400.0  # one day: anything longer is a typo (and 1e308 overflows)
 MAX_BREAKER_MINUTES: Final = 1_440.0  # one day
+MAX_RESEED_INTERVAL_HOURS: Final = 8_760.0  # one year: anything longer is a typo
+MAX_AMPLIFICATION_FACTOR: Final = 1_000_000  # only reported by /info; bounded against typos
 
 
 _EXPLICIT: ContextVar[bool] = ContextVar("lokey_settings_explicit", default=False)
@@ -174,6 +182,107 @@ def load_controller_settings(env: Mapping[str, str]) -> ControllerSettings:
     token = _EXPLICIT.set(True)
     try:
         return ControllerSettings(**values)  # type: ignore[arg-type]  # keys are the aliases
+    except ValidationError as exc:
+        raise SettingsError(_explain(exc)) from None
+    finally:
+        _EXPLICIT.reset(token)
+
+
+def _seed_file(value: Path | None) -> Path | None:
+    """A file path whose directory exists; the Fortuna core checks the file itself."""
+    if value is None:
+        return None
+    text = str(value)
+    if any(c in text for c in "\r\n\x00"):
+        raise ValueError("must be a file path without line breaks or NUL characters")
+    path = value.expanduser()
+    if path.is_dir():
+        raise ValueError("is a directory; name a file in it (e.g. fortuna.seed)")
+    parent = path.parent
+    if not parent.is_dir():
+        raise ValueError(f"names a file in {str(parent)!r}, which is not an existing directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot be written: the directory {str(parent)!r} is not writable")
+    return path
+
+
+class FortunaSettings(BaseSettings):
+    """Environment of the Fortuna service (spec/service-api.md §6.3 plus ``LOKEY_*``).
+
+    ``AMPLIFICATION_FACTOR`` is only reported by ``/info`` (as in the reference);
+    ``FORTUNA_MAX_RESEED_INTERVAL_HOURS`` is the health rule's limit. ``CONTROLLER_URL`` (set
+    by the reference image, unused there too) is not read. ``LOKEY_FORTUNA_SEED_FILE`` names
+    the 64-byte seed file (spec/fortuna.md §4); unset, the service starts unseeded and waits
+    for its first ``POST /seed``.
+    """
+
+    model_config = SettingsConfigDict(
+        case_sensitive=True, extra="ignore", frozen=True, env_ignore_empty=True
+    )
+
+    port: int = Field(default=8082, ge=1, le=65535, validation_alias="PORT")
+    amplification_factor: int = Field(
+        default=4, gt=0, le=MAX_AMPLIFICATION_FACTOR, validation_alias="AMPLIFICATION_FACTOR"
+    )
+    max_reseed_interval_hours: float = Field(
+        default=1.0,
+        gt=0,
+        le=MAX_RESEED_INTERVAL_HOURS,
+        allow_inf_nan=False,
+        validation_alias="FORTUNA_MAX_RESEED_INTERVAL_HOURS",
+    )
+    log_level: Annotated[LogLevel, BeforeValidator(_log_level)] = Field(
+        default="INFO", validation_alias="LOG_LEVEL"
+    )
+    seed_file: Annotated[Path | None, AfterValidator(_seed_file)] = Field(
+        default=None, validation_alias="LOKEY_FORTUNA_SEED_FILE"
+    )
+    cors_origin: Annotated[str, AfterValidator(_cors_origin)] = Field(
+        default="", validation_alias="LOKEY_CORS_ORIGIN"
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Keyword arguments, then the process environment; no .env or secret files.
+
+        While :func:`load_fortuna_settings` builds an instance, only its mapping counts.
+        """
+        if _EXPLICIT.get():
+            return (init_settings,)
+        return (init_settings, env_settings)
+
+    @property
+    def max_reseed_interval_s(self) -> float:
+        return self.max_reseed_interval_hours * 3600.0
+
+    @property
+    def log_level_number(self) -> int:
+        return logging.getLevelNamesMapping()[self.log_level]
+
+
+#: The environment variables the Fortuna service reads (for documentation and ``load_*``).
+FORTUNA_ENV: Final = tuple(
+    str(field.validation_alias) for field in FortunaSettings.model_fields.values()
+)
+
+
+def load_fortuna_settings(env: Mapping[str, str]) -> FortunaSettings:
+    """The Fortuna service's settings from ``env`` only (never the process environment).
+
+    Blank values count as unset. Raises :class:`SettingsError` whose message has one line per
+    problem, each naming the variable.
+    """
+    values = {name: env[name] for name in FORTUNA_ENV if env.get(name, "").strip()}
+    token = _EXPLICIT.set(True)
+    try:
+        return FortunaSettings(**values)  # type: ignore[arg-type]  # keys are the aliases
     except ValidationError as exc:
         raise SettingsError(_explain(exc)) from None
     finally:
