@@ -125,3 +125,13 @@ def run_in_child(work: Callable[[], bytes], timeout_s: float = 20.0) -> bytes:
         os.close(read_end)
         os.waitpid(pid, 0)
     return b"".join(chunks)
+
+
+# Fortuna mixes 32 bytes of OS entropy into direct and seed-file reseeds; tests that pin outputs
+# inject this fixed stand-in and expect SHAd-256 over seed || FIXED_ENTROPY.
+FIXED_ENTROPY = bytes(range(0xA0, 0xC0))
+
+
+def fixed_entropy(n: int) -> bytes:
+    assert n == len(FIXED_ENTROPY)
+    return FIXED_ENTROPY

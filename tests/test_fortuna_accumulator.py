@@ -22,7 +22,7 @@ from lokey.fortuna import (
     which_pools,
 )
 from sim.clock import VirtualClock
-from tests.fortuna_helpers import SpecGenerator, spec_shad256
+from tests.fortuna_helpers import FIXED_ENTROPY, SpecGenerator, fixed_entropy, spec_shad256
 
 EVENT = b"\x58" * 32
 
@@ -279,7 +279,7 @@ def test_no_output_before_seeding_whatever_is_asked() -> None:
 
 def test_seed_directly_is_one_generator_reseed_outside_the_pools() -> None:
     clock = VirtualClock(start=3.0)
-    fortuna = Fortuna(clock)
+    fortuna = Fortuna(clock, extra_entropy=fixed_entropy)
     fortuna.add_random_event(0, 1, EVENT)
     seed = bytes(range(64))
     fortuna.seed_directly(seed)
@@ -288,7 +288,7 @@ def test_seed_directly_is_one_generator_reseed_outside_the_pools() -> None:
     assert fortuna.last_reseed is None
     assert fortuna.pool_sizes[1] == 34
     spec = SpecGenerator()
-    spec.reseed(seed)
+    spec.reseed(seed + FIXED_ENTROPY)  # OS entropy rides along with a direct seed
     assert fortuna.random_data(100) == spec.pseudo_random_data(100)
     assert fortuna.bytes_generated == 100
     # a later pool reseed hashes the direct seed's key in (K <- SHAd-256(K || s))
@@ -322,10 +322,10 @@ def test_negative_random_data_is_a_value_error(n: int) -> None:
 
 
 def test_large_requests_are_split_like_the_generator() -> None:
-    fortuna = Fortuna(VirtualClock())
+    fortuna = Fortuna(VirtualClock(), extra_entropy=fixed_entropy)
     fortuna.seed_directly(bytes(range(64)))
     spec = SpecGenerator()
-    spec.reseed(bytes(range(64)))
+    spec.reseed(bytes(range(64)) + FIXED_ENTROPY)
     n = 2**20 + 100
     assert fortuna.random_data(n) == spec.pseudo_random_data(n)
     assert fortuna.bytes_generated == n
@@ -341,3 +341,11 @@ def test_state_properties() -> None:
     assert fortuna.seed_file_message is None
     assert "seeded=False" in repr(fortuna)
     fortuna.write_seed_file()  # no seed file configured: nothing to do
+
+
+def test_the_same_direct_seed_gives_different_keys_because_os_entropy_rides_along() -> None:
+    # Whoever supplied the first seed (a client, at worst) must not know the key (fortuna.md §5).
+    first, second = Fortuna(VirtualClock()), Fortuna(VirtualClock())
+    first.seed_directly(bytes(range(64)))
+    second.seed_directly(bytes(range(64)))
+    assert first.random_data(32) != second.random_data(32)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -83,6 +84,17 @@ def test_fortuna_child_differs_and_its_pools_keep_working() -> None:
 def test_unseeded_fortuna_refuses_in_the_child() -> None:
     fortuna = Fortuna(VirtualClock())
     assert run_in_child(lambda: fortuna.random_data(1)) == b"ERR:NotSeededError"
+
+
+def test_a_child_drops_the_parents_seed_file(tmp_path: Path) -> None:
+    # fortuna.md §4: the seed file is locked against concurrent users; the lock is the parent's.
+    path = tmp_path / "seed"
+    with Fortuna(VirtualClock(), seed_file=path) as fortuna:
+        fortuna.seed_directly(bytes(range(64)))
+        before = path.read_bytes()
+        child = run_in_child(lambda: repr(fortuna.seed_file).encode())
+        assert child == b"OK:None"
+        assert path.read_bytes() == before  # the child wrote nothing
 
 
 def test_a_lock_held_by_another_parent_thread_does_not_deadlock_the_child() -> None:

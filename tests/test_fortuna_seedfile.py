@@ -17,7 +17,7 @@ from lokey.errors import NotSeededError, SeedFileError
 from lokey.fortuna import SEED_FILE_SIZE, Fortuna, SeedFileStatus
 from lokey.fortuna import seedfile as seedfile_module
 from sim.clock import VirtualClock
-from tests.fortuna_helpers import SpecGenerator
+from tests.fortuna_helpers import FIXED_ENTROPY, SpecGenerator, fixed_entropy
 
 TRNG = bytes(range(100, 164))  # stands in for 64 bytes of health-tested TRNG output
 
@@ -54,12 +54,13 @@ def test_round_trip(tmp_path: Path) -> None:
     at_close = path.read_bytes()  # close() wrote the file once more
     assert at_close != written
 
-    second = Fortuna(VirtualClock(), seed_file=str(path))
+    second = Fortuna(VirtualClock(), seed_file=str(path), extra_entropy=fixed_entropy)
     assert second.seeded
     assert second.seed_file_status is SeedFileStatus.LOADED
     assert second.reseed_count == 0
     spec = SpecGenerator()
-    spec.reseed(at_close)  # the update goes straight into the generator, not the pools
+    # the update goes straight into the generator, not the pools, with OS entropy alongside
+    spec.reseed(at_close + FIXED_ENTROPY)
     assert path.read_bytes() == spec.pseudo_random_data(64)  # rewritten before any output
     assert second.random_data(48) == spec.pseudo_random_data(48)
     assert second.bytes_generated == 48
@@ -88,10 +89,10 @@ def test_seed_file_is_rewritten_after_every_pool_reseed(tmp_path: Path) -> None:
 
 def test_explicit_write_is_random_data_64(tmp_path: Path) -> None:
     path = tmp_path / "seed"
-    fortuna = Fortuna(VirtualClock(), seed_file=path)
+    fortuna = Fortuna(VirtualClock(), seed_file=path, extra_entropy=fixed_entropy)
     fortuna.seed_directly(TRNG)
     spec = SpecGenerator()
-    spec.reseed(TRNG)
+    spec.reseed(TRNG + FIXED_ENTROPY)
     assert path.read_bytes() == spec.pseudo_random_data(64)
     fortuna.write_seed_file()
     assert path.read_bytes() == spec.pseudo_random_data(64)
@@ -118,7 +119,7 @@ def test_unusable_files_are_rejected_and_replaced(
 ) -> None:
     path = tmp_path / "seed"
     write_file(path, contents, mode)
-    fortuna = Fortuna(VirtualClock(), seed_file=path)
+    fortuna = Fortuna(VirtualClock(), seed_file=path, extra_entropy=fixed_entropy)
     assert fortuna.seed_file_status is SeedFileStatus.REJECTED
     assert fortuna.seed_file_message is not None
     assert match in fortuna.seed_file_message
@@ -128,7 +129,7 @@ def test_unusable_files_are_rejected_and_replaced(
     assert len(path.read_bytes()) == SEED_FILE_SIZE
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     spec = SpecGenerator()
-    spec.reseed(TRNG)  # the generator saw the direct seed only
+    spec.reseed(TRNG + FIXED_ENTROPY)  # the generator saw the direct seed only
     assert path.read_bytes() == spec.pseudo_random_data(64)
     fortuna.close()
 
@@ -283,3 +284,17 @@ def test_the_lock_file_sits_beside_the_seed_file(tmp_path: Path) -> None:
     assert lock.exists()
     assert stat.S_IMODE(lock.stat().st_mode) == 0o600
     fortuna.close()
+
+
+def test_a_restored_seed_file_does_not_replay_the_earlier_output(tmp_path: Path) -> None:
+    # fortuna.md §4: a seed file supplements live entropy, never replaces it.
+    path = tmp_path / "seed"
+    with Fortuna(VirtualClock(), seed_file=path) as first:
+        first.seed_directly(TRNG)
+    backup = path.read_bytes()
+    with Fortuna(VirtualClock(), seed_file=path) as run_a:
+        out_a = run_a.random_data(64)
+    path.write_bytes(backup)
+    with Fortuna(VirtualClock(), seed_file=path) as run_b:
+        out_b = run_b.random_data(64)
+    assert out_a != out_b

@@ -34,6 +34,7 @@ from lokey.services.fortuna import (
     GATE_ERROR,
     HEX_ERROR,
     MAX_BODY_BYTES,
+    MAX_SEEDS,
     NO_SEEDS_ERROR,
     NOT_SEEDED_ERROR,
     SIZE_ERROR,
@@ -366,6 +367,15 @@ def test_the_gate_says_which_seed_and_which_rule(rig: Rig, seed: str, reason: st
     assert body["error"].startswith(f"{GATE_ERROR} (seed 1: ")
     assert (body["reason"], body["seed"]) == (reason, 1)
     assert seed not in body["error"]  # never echo sample bytes
+
+
+def test_more_seeds_than_the_cap_are_refused_before_any_gate_work(rig: Rig) -> None:
+    before = rig.state()
+    response = rig.client.post("/seed", json={"seeds": [GOOD] * (MAX_SEEDS + 1)})
+    assert response.status_code == 400
+    assert response.json()["error"] == f"Too many seeds (at most {MAX_SEEDS}, got {MAX_SEEDS + 1})"
+    assert rig.state() == before
+    assert rig.client.post("/seed", json={"seeds": [GOOD] * MAX_SEEDS}).status_code == 200
 
 
 def test_uppercase_hex_is_accepted(rig: Rig) -> None:

@@ -26,6 +26,7 @@ import hashlib
 import os
 import threading
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -120,6 +121,9 @@ def _small_int(value: object, what: str, high: int) -> int:
     return value
 
 
+_OS_SEED_BYTES = 32  # mixed into direct and seed-file reseeds (defence in depth)
+
+
 class Fortuna:
     """The Fortuna accumulator and its generator (fortuna.md §3), with an optional seed file (§4).
 
@@ -131,7 +135,16 @@ class Fortuna:
     file is not used (see :attr:`seed_file_status`); it is replaced at the next write.
     """
 
-    def __init__(self, clock: Clock, *, seed_file: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        *,
+        seed_file: str | os.PathLike[str] | None = None,
+        extra_entropy: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        # ``extra_entropy`` is mixed into direct and seed-file reseeds; tests inject a fixed
+        # function to pin outputs. It must be a CSPRNG in production (the default).
+        self._extra_entropy = extra_entropy
         self._clock = clock
         self._lock = threading.Lock()
         self._generator = Generator()
@@ -261,7 +274,9 @@ class Fortuna:
                 f"a direct seed needs at least {MIN_DIRECT_SEED_BYTES} bytes, got {len(material)}"
             )
         with self._lock:
-            self._generator.reseed(material)
+            # OS entropy rides along: whoever supplied ``seed`` (a client of the service, in the
+            # worst case) must not know the first key. SHAd-256 keeps every bit of the TRNG seed.
+            self._generator.reseed(material + self._extra_entropy(_OS_SEED_BYTES))
             self._write_quietly()
 
     # --- data out ------------------------------------------------------------------------
@@ -363,7 +378,9 @@ class Fortuna:
         except SeedFileError as exc:
             self._set_seed_status(SeedFileStatus.REJECTED, f"{exc}; not used, will be replaced")
             return
-        self._generator.reseed(contents)
+        # OS entropy rides along so a restored or snapshotted seed file cannot replay an earlier
+        # run's output (fortuna.md §4: a seed file supplements live entropy, never replaces it).
+        self._generator.reseed(contents + self._extra_entropy(_OS_SEED_BYTES))
         try:
             seedfile.write(self._seed_path, self._generator.pseudo_random_data(SEED_FILE_SIZE))
         except OSError as exc:
@@ -400,7 +417,11 @@ class Fortuna:
         self._seed_message = message
 
     def _after_fork_in_child(self) -> None:
-        """In a forked child: a new lock (a parent thread may have held the old one). The
-        generator repairs itself (it reseeds from ``os.urandom``, see :mod:`._fork`).
+        """In a forked child: a new lock (a parent thread may have held the old one), and no
+        seed file: the inherited file lock belongs to the parent, so the child must not write
+        (nor unlock: flock locks are shared with the parent's descriptor). The generator
+        repairs itself (it reseeds from ``os.urandom``, see :mod:`._fork`).
         """
         self._lock = threading.Lock()
+        self._seed_path = None
+        self._release_seed_lock = None

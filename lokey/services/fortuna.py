@@ -114,6 +114,10 @@ NOT_SEEDED_ERROR: Final = "Generator not seeded"
 GATE_ERROR: Final = "Seed rejected by the seed-quality check"
 FORMAT_PARAM_ERROR: Final = "Invalid format parameter (json, binary)"
 BODY_ERROR: Final = "Request body too large"
+TOO_MANY_SEEDS_ERROR: Final = "Too many seeds"
+# Each seed costs a histogram in the quality gate; the API sends FORTUNA_SEED_SAMPLES (32) per
+# round, so 256 leaves room while bounding a request's CPU (55,000 tiny seeds took 1.5 s).
+MAX_SEEDS: Final = 256
 
 DEFAULT_SIZE: Final = 128
 MAX_SIZE: Final = MAX_REQUEST_BYTES  # 1,048,576 = one internal generator request (fortuna.md §2)
@@ -480,6 +484,8 @@ def _parse_seeds(body: object) -> list[bytes]:
         raise _ClientError(FORMAT_ERROR)
     if not seeds:
         raise _ClientError(NO_SEEDS_ERROR)
+    if len(seeds) > MAX_SEEDS:
+        raise _ClientError(f"{TOO_MANY_SEEDS_ERROR} (at most {MAX_SEEDS}, got {len(seeds)})")
     material = [_hex(text) for text in seeds]
     for index, seed in enumerate(material):
         _gate(seed, index)
