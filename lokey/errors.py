@@ -14,6 +14,7 @@ __all__ = [
     "DeviceStatusError",
     "EccFaultError",
     "ExecutionError",
+    "FifoError",
     "FortunaError",
     "FortunaInputError",
     "HealthTestError",
@@ -30,6 +31,7 @@ __all__ = [
     "SeedQualityError",
     "SelfTestError",
     "UnsupportedDeviceError",
+    "VirtioError",
     "WatchdogError",
 ]
 
@@ -178,3 +180,13 @@ class SeedQualityError(FortunaError, ValueError):
     def __init__(self, reason: str, message: str | None = None) -> None:
         super().__init__(message if message is not None else f"seed rejected: {reason}")
         self.reason = reason
+
+
+class VirtioError(LokeyError):
+    """The VirtIO side (byte ring or named pipe, service-api.md §4) cannot do what was asked."""
+
+
+class FifoError(VirtioError):
+    """The named pipe cannot be set up: a non-FIFO file at its path, its directory cannot be
+    created, or the FIFO cannot be opened (the ``OSError``, if any, is chained).
+    """
