@@ -10,6 +10,8 @@ from bench import (
     bench_fortuna,
     bench_fortuna_http,
     bench_quality,
+    bench_virtio_pipe,
+    bench_virtio_stream,
 )
 
 
@@ -20,6 +22,8 @@ def main() -> int:
         bench_controller.main(),
         bench_fortuna.main(),
         bench_fortuna_http.main(),
+        bench_virtio_pipe.main(),
+        bench_virtio_stream.main(),
         bench_quality.main(),
         bench_battery.main(),
     ]

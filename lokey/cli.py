@@ -2,8 +2,9 @@
 
 ``lokey assess FILE`` judges a file of raw TRNG bytes with the SP 800-90B health tests and the
 SP 800-22 battery. ``lokey provision`` shows, and with ``--yes`` applies, the chip's RNG
-configuration. ``lokey serve controller`` and ``lokey serve fortuna`` run the controller and
-Fortuna services (settings from the environment, spec/service-api.md §6.2, §6.3). Exit status:
+configuration. ``lokey serve controller``, ``lokey serve fortuna`` and ``lokey serve virtio``
+run the controller, Fortuna and VirtIO services (settings from the environment,
+spec/service-api.md §6.2-§6.4). Exit status:
 0 success (the data passes; provisioning done or nothing to do; the service stopped cleanly),
 1 failure (the data fails; the chip refused), 2 the command could not run (bad input, options or
 settings, a bus that cannot be opened).
@@ -172,6 +173,28 @@ def _parser() -> argparse.ArgumentParser:
         help="port to listen on (default: $PORT, else 8082)",
     )
     fortuna_cmd.set_defaults(run=_serve)
+    virtio_cmd = services.add_parser(
+        "virtio",
+        help="the VirtIO byte ring (/seed, /generate, /stream, /config/queue, /health, /info, "
+        "/metrics) and its named pipe",
+        description=(
+            "Serve a byte ring fed through POST /seed over HTTP (/generate, chunked /stream) "
+            "and into a named pipe for QEMU's virtio-rng (spec/service-api.md §4). Settings "
+            "come from the environment: PORT, VIRTIO_QUEUE_SIZE, VIRTIO_PIPE_PATH (empty "
+            "disables the pipe), LOKEY_VIRTIO_PIPE_MODE, LOKEY_VIRTIO_PIPE_SIZE, LOG_LEVEL, "
+            "LOKEY_CORS_ORIGIN."
+        ),
+    )
+    virtio_cmd.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
+    virtio_cmd.add_argument(
+        "--port",
+        type=_bounded_int("--port", lower=1, upper=65535),
+        default=None,
+        help="port to listen on (default: $PORT, else 8083)",
+    )
+    virtio_cmd.set_defaults(run=_serve)
     return parser
 
 

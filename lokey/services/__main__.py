@@ -1,6 +1,6 @@
 """``python -m lokey.services SERVICE``: run one service in the foreground.
 
-SERVICE is ``controller`` or ``fortuna``. ``lokey serve SERVICE`` execs this module (the
+SERVICE is ``controller``, ``fortuna`` or ``virtio``. ``lokey serve SERVICE`` execs this module (the
 ``lokey`` command and the services are independent siblings of the top layer, so the command
 starts a service as a program rather than importing it, as ``lokey up`` starts all four).
 Settings come from the environment; invalid settings exit 2 with one line naming each bad
@@ -22,9 +22,12 @@ from lokey.services.settings import (
     ControllerSettings,
     FortunaSettings,
     SettingsError,
+    VirtioSettings,
     load_controller_settings,
     load_fortuna_settings,
+    load_virtio_settings,
 )
+from lokey.services.virtio import create_virtio_app
 
 __all__ = ["EXIT_USAGE", "main"]
 
@@ -50,15 +53,20 @@ def _parser() -> argparse.ArgumentParser:
     fortuna = services.add_parser("fortuna", help="the Fortuna CSPRNG service")
     fortuna.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1")
     fortuna.add_argument("--port", type=_port, default=None, help="default: $PORT, else 8082")
+    virtio = services.add_parser("virtio", help="the VirtIO byte ring (HTTP and named pipe)")
+    virtio.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1")
+    virtio.add_argument("--port", type=_port, default=None, help="default: $PORT, else 8083")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    settings: ControllerSettings | FortunaSettings
+    settings: ControllerSettings | FortunaSettings | VirtioSettings
     try:
         if args.service == "fortuna":
             settings = load_fortuna_settings(os.environ)
+        elif args.service == "virtio":
+            settings = load_virtio_settings(os.environ)
         else:
             settings = load_controller_settings(os.environ)
     except SettingsError as error:
@@ -69,11 +77,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     port = args.port if args.port is not None else settings.port
-    app = (
-        create_fortuna_app(settings)
-        if isinstance(settings, FortunaSettings)
-        else create_controller_app(settings)
-    )
+    if isinstance(settings, FortunaSettings):
+        app = create_fortuna_app(settings)
+    elif isinstance(settings, VirtioSettings):
+        app = create_virtio_app(settings)
+    else:
+        app = create_controller_app(settings)
     return server.run(app, host=args.host, port=port, log_level=settings.log_level)
 
 

@@ -1,9 +1,10 @@
 """Service settings: one pydantic-settings object per service, read once at the edge.
 
 The variable names and defaults are the Go reference's (spec/service-api.md §6.2 controller,
-§6.3 Fortuna); LoKey's own additions start with ``LOKEY_``. Values are validated at start-up with
-messages that name the variable and the rule (``CONTROLLER_RECOVERY_COOLDOWN_SECONDS must be
-> 0, got '0'``), where the reference silently fell back to a default or crashed later.
+§6.3 Fortuna, §6.4 VirtIO); LoKey's own additions start with ``LOKEY_``. Values are validated at
+start-up with messages that name the variable and the rule
+(``CONTROLLER_RECOVERY_COOLDOWN_SECONDS must be > 0, got '0'``), where the reference silently
+fell back to a default or crashed later.
 
 :func:`load_controller_settings` / :func:`load_fortuna_settings` read a mapping (``os.environ``
 in production, a dict in tests) and raise :class:`SettingsError` with one line per problem;
@@ -28,12 +29,15 @@ from lokey.backends import ENV_BUS_URL, ENV_I2C_BUS_NUMBER, bus_url_from_env, pa
 __all__ = [
     "CONTROLLER_ENV",
     "FORTUNA_ENV",
+    "VIRTIO_ENV",
     "ControllerSettings",
     "FortunaSettings",
     "LogLevel",
     "SettingsError",
+    "VirtioSettings",
     "load_controller_settings",
     "load_fortuna_settings",
+    "load_virtio_settings",
 ]
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
@@ -283,6 +287,146 @@ def load_fortuna_settings(env: Mapping[str, str]) -> FortunaSettings:
     token = _EXPLICIT.set(True)
     try:
         return FortunaSettings(**values)  # type: ignore[arg-type]  # keys are the aliases
+    except ValidationError as exc:
+        raise SettingsError(_explain(exc)) from None
+    finally:
+        _EXPLICIT.reset(token)
+
+
+DEFAULT_PIPE_PATH: Final = "/var/run/lokey/virtio-rng"  # spec §6.4 (documentation and compose)
+MIN_QUEUE_SIZE: Final = 10
+MAX_QUEUE_SIZE: Final = 1_000_000
+MIN_PIPE_SIZE: Final = 4_096  # one page: the kernel's smallest pipe buffer
+MAX_PIPE_SIZE: Final = 1 << 20  # Linux's default /proc/sys/fs/pipe-max-size for non-root
+ENV_PIPE_PATH: Final = "VIRTIO_PIPE_PATH"
+
+
+def _pipe_path(value: object) -> object:
+    """Blank disables the named pipe (spec §6.4); anything else is a path without NUL/newlines."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    if not text:
+        return None
+    if any(c in text for c in "\r\n\x00"):
+        raise ValueError("must be a file path without line breaks or NUL characters")
+    return Path(text).expanduser()
+
+
+def _pipe_mode(value: object) -> object:
+    """Octal permission bits (``0660``, ``660`` or ``0o660``), at most 0777."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str):
+        text = value.strip().lower().removeprefix("0o")
+        if not text or any(c not in "01234567" for c in text):
+            raise ValueError("must be octal permission bits such as 0660")
+        number = int(text, 8)
+    else:
+        raise ValueError("must be octal permission bits such as 0660")
+    if not 0 <= number <= 0o777:
+        raise ValueError("must be octal permission bits between 0000 and 0777")
+    return number
+
+
+class VirtioSettings(BaseSettings):
+    """Environment of the VirtIO service (spec/service-api.md §6.4 plus ``LOKEY_*``).
+
+    ``VIRTIO_QUEUE_SIZE`` is the ring's capacity in items (10..1,000,000). ``VIRTIO_PIPE_PATH``
+    names the FIFO the writer feeds (default ``/var/run/lokey/virtio-rng``); set but blank, it
+    disables the pipe (the one variable where blank is not "unset"). ``LOKEY_VIRTIO_PIPE_MODE``
+    (octal, default 0660: not world-writable, unlike the reference's 0666) and
+    ``LOKEY_VIRTIO_PIPE_SIZE`` (the kernel pipe buffer, bytes) are LoKey's. ``RNG_DEVICE`` is
+    not read: the service never opens ``/dev/hwrng``.
+    """
+
+    model_config = SettingsConfigDict(
+        case_sensitive=True, extra="ignore", frozen=True, env_ignore_empty=True
+    )
+
+    port: int = Field(default=8083, ge=1, le=65535, validation_alias="PORT")
+    queue_size: int = Field(
+        default=15_000,
+        ge=MIN_QUEUE_SIZE,
+        le=MAX_QUEUE_SIZE,
+        validation_alias="VIRTIO_QUEUE_SIZE",
+    )
+    pipe_path: Annotated[Path | None, BeforeValidator(_pipe_path)] = Field(
+        default=Path(DEFAULT_PIPE_PATH), validation_alias=ENV_PIPE_PATH
+    )
+    pipe_mode: Annotated[int, BeforeValidator(_pipe_mode)] = Field(
+        default=0o660, validation_alias="LOKEY_VIRTIO_PIPE_MODE"
+    )
+    pipe_size: int = Field(
+        default=4_096, ge=MIN_PIPE_SIZE, le=MAX_PIPE_SIZE, validation_alias="LOKEY_VIRTIO_PIPE_SIZE"
+    )
+    log_level: Annotated[LogLevel, BeforeValidator(_log_level)] = Field(
+        default="INFO", validation_alias="LOG_LEVEL"
+    )
+    cors_origin: Annotated[str, AfterValidator(_cors_origin)] = Field(
+        default="", validation_alias="LOKEY_CORS_ORIGIN"
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Keyword arguments, then the process environment; no .env or secret files.
+
+        While :func:`load_virtio_settings` builds an instance, only its mapping counts.
+        """
+        if _EXPLICIT.get():
+            return (init_settings,)
+        return (init_settings, env_settings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _blank_pipe_path_disables(cls, data: object) -> object:
+        """``VIRTIO_PIPE_PATH=`` in the process environment disables the pipe (blank values
+        are otherwise ignored, so the default would win)."""
+        if (
+            not _EXPLICIT.get()
+            and isinstance(data, dict)
+            and ENV_PIPE_PATH not in data
+            and ENV_PIPE_PATH in os.environ
+            and not os.environ[ENV_PIPE_PATH].strip()
+        ):
+            return {**data, ENV_PIPE_PATH: ""}
+        return data
+
+    @property
+    def pipe_enabled(self) -> bool:
+        return self.pipe_path is not None
+
+    @property
+    def log_level_number(self) -> int:
+        return logging.getLevelNamesMapping()[self.log_level]
+
+
+#: The environment variables the VirtIO service reads (for documentation and ``load_*``).
+VIRTIO_ENV: Final = tuple(
+    str(field.validation_alias) for field in VirtioSettings.model_fields.values()
+)
+
+
+def load_virtio_settings(env: Mapping[str, str]) -> VirtioSettings:
+    """The VirtIO service's settings from ``env`` only (never the process environment).
+
+    Blank values count as unset, except ``VIRTIO_PIPE_PATH``: present and blank, it disables
+    the named pipe. Raises :class:`SettingsError` whose message has one line per problem,
+    each naming the variable.
+    """
+    values = {name: env[name] for name in VIRTIO_ENV if env.get(name, "").strip()}
+    if ENV_PIPE_PATH in env and not env[ENV_PIPE_PATH].strip():
+        values[ENV_PIPE_PATH] = ""
+    token = _EXPLICIT.set(True)
+    try:
+        return VirtioSettings(**values)  # type: ignore[arg-type]  # keys are the aliases
     except ValidationError as exc:
         raise SettingsError(_explain(exc)) from None
     finally:
