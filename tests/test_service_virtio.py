@@ -25,11 +25,14 @@ from lokey.services.virtio import (
     COUNT_ERROR,
     EMPTY_ERROR,
     MAX_BYTES_ERROR,
+    MAX_OPEN_STREAMS,
     NO_SEEDS_ERROR,
     QUEUE_SIZE_ERROR,
+    TOO_MANY_STREAMS_ERROR,
     VirtioService,
     create_virtio_app,
 )
+from lokey.virtio import release_keepers
 from tests.service_helpers import TestClient, wait_for
 
 NO_PIPE = {"VIRTIO_PIPE_PATH": ""}
@@ -320,6 +323,47 @@ def test_health_is_503_when_the_pipe_writer_stops(tmp_path: Path) -> None:
         assert body["status"] == "unhealthy"
         assert body["details"]["pipe"] is False
         assert client.get("/info").json()["pipe"]["state"] == "stopped"
+
+
+def test_a_qemu_reader_never_sees_eof_across_a_shutdown_and_restart_in_one_process(
+    tmp_path: Path,
+) -> None:
+    # The keeper descriptor outlives the app: end-of-file would make QEMU spin at 100 % CPU.
+    fifo = tmp_path / "virtio-rng"
+    try:
+        with running(VIRTIO_PIPE_PATH=str(fifo)):
+            reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            with pytest.raises(BlockingIOError):
+                os.read(reader, 64)  # EAGAIN between the two lifespans, never b"" (EOF)
+            with running(VIRTIO_PIPE_PATH=str(fifo)) as (client, _):
+                _seed(client, b"\x5a" * 64)
+                got = b""
+
+                def arrived() -> bool:
+                    nonlocal got
+                    with suppress(BlockingIOError):
+                        chunk = os.read(reader, 64)
+                        assert chunk, "EOF on the FIFO"
+                        got += chunk
+                    return len(got) == 64
+
+                wait_for(arrived, "bytes through the restarted service", timeout_s=10)
+        finally:
+            os.close(reader)
+    finally:
+        release_keepers(str(fifo))
+
+
+def test_more_streams_than_the_cap_are_refused_with_503() -> None:
+    with running() as (client, service):
+        service.open_streams = MAX_OPEN_STREAMS  # as if that many clients were streaming
+        response = client.get("/stream?max_bytes=32")
+        assert response.status_code == 503
+        assert response.json()["error"] == TOO_MANY_STREAMS_ERROR
+        service.open_streams = 0
+        _seed(client, b"\x11" * 32)
+        assert client.get("/stream?max_bytes=32").content == b"\x11" * 32
 
 
 def test_metrics_expose_ring_pipe_and_requests(tmp_path: Path) -> None:

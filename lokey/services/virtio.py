@@ -14,8 +14,9 @@ with LoKey's behaviour where the reference is wrong:
   ring has bytes (no 10 ms timer); an empty ring is waited on, off the event loop, in short
   slices so a disconnect or a shutdown is noticed within :data:`WAIT_SLICE_S`. The stream ends
   exactly at M bytes. Bytes are taken from the ring only after the disconnect flag has been
-  checked, immediately before they are sent; if the client leaves between that check and the
-  send (or while the chunk sits in socket buffers) that one chunk is lost, never served twice.
+  checked, immediately before they are sent; bytes already sent when the client leaves (in
+  the server's and the kernel's socket buffers, possibly several chunks) are lost with the
+  connection, never served twice.
   Nothing is taken after the disconnect has been seen.
 * ``POST /seed``: the whole body is validated first (JSON, a non-empty ``seeds`` list, every
   entry non-empty hex); a bad entry → 400 naming it (``Invalid seed 2 (not hex)``), and nothing
@@ -108,6 +109,11 @@ MAX_MAX_BYTES: Final = 10**18 - 1  # strict_int's 18 digits; "no limit" is the p
 MAX_BODY_BYTES: Final = 4 << 20  # a seeding round from the API is a few KiB
 WAIT_SLICE_S: Final = 0.1  # how long one wait on an empty ring may block a worker thread
 STOP_TIMEOUT_S: Final = 5.0
+# Streams waiting on an empty ring borrow worker threads; they get their own few so /seed,
+# PUT /config/queue and /metrics never queue behind them, and their number is capped.
+STREAM_WAIT_THREADS: Final = 4
+MAX_OPEN_STREAMS: Final = 64
+TOO_MANY_STREAMS_ERROR: Final = f"Too many open streams (at most {MAX_OPEN_STREAMS})"
 BINARY: Final = "application/octet-stream"
 _HEX_DIGITS: Final = frozenset("0123456789abcdefABCDEF")
 _ROUTES: Final = ("seed", "generate", "stream", "config")
@@ -140,6 +146,7 @@ class VirtioService:
     seeded_items: int = 0
     seeded_bytes: int = 0
     open_streams: int = 0
+    stream_waits: anyio.CapacityLimiter | None = None  # made in the lifespan (needs the loop)
     closed: bool = False
 
     def health(self) -> tuple[bool, str]:
@@ -188,13 +195,18 @@ class VirtioService:
         }
 
     def close(self) -> None:
-        """End open streams, stop the pipe writer and release the FIFO (the process is ending)."""
+        """End open streams and stop the pipe writer.
+
+        The FIFO's keeper descriptor stays open (process-wide, see :mod:`lokey.virtio.fifo`):
+        a QEMU reader must never see end-of-file, not even between a shutdown and a restart of
+        the app within one process; the kernel closes it when the process exits.
+        """
         if self.closed:
             return
         self.closed = True
         self.stopping.set()
         if self.feeder is not None:
-            self.feeder.close(STOP_TIMEOUT_S)
+            self.feeder.stop(STOP_TIMEOUT_S)
 
 
 def _open_service(settings: VirtioSettings, clock: Clock | None) -> VirtioService:
@@ -540,7 +552,9 @@ class _RingStream(Response):
                     break
             data = ring.take(want)  # only what this send carries
             if not data:
-                await anyio.to_thread.run_sync(ring.wait_for_data, WAIT_SLICE_S)
+                await anyio.to_thread.run_sync(
+                    ring.wait_for_data, WAIT_SLICE_S, limiter=service.stream_waits
+                )
                 continue
             try:
                 await send({"type": "http.response.body", "body": data, "more_body": True})
@@ -566,6 +580,9 @@ async def _stream(request: Request) -> Response:
     except _ClientError as exc:
         return _refused(service, "stream", exc)
     assert chunk_size is not None
+    if service.open_streams >= MAX_OPEN_STREAMS:
+        service.requests[("stream", "busy")] += 1
+        return error_response(503, TOO_MANY_STREAMS_ERROR, headers={"Retry-After": "1"})
     return _RingStream(service, chunk_size, max_bytes)
 
 
@@ -627,6 +644,7 @@ def create_virtio_app(settings: VirtioSettings, *, clock: Clock | None = None) -
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         service = await anyio.to_thread.run_sync(_open_service, settings, clock)
+        service.stream_waits = anyio.CapacityLimiter(STREAM_WAIT_THREADS)
         app.state.lokey = service
         try:
             with _stop_streams_on_exit_signals(service):

@@ -207,10 +207,10 @@ class FifoFeeder:
         self._chunk_size = chunk_size
         self._stall_after_s = stall_after_s
         self._clock: Clock = clock if clock is not None else SystemClock()
-        self._lock = threading.Lock()  # guards the counters and start/stop
-        self._stop = threading.Event()
+        self._lock = threading.Lock()  # guards the counters (the writer thread takes it too)
+        self._lifecycle = threading.Lock()  # serialises start/stop/close; never taken by the thread
+        self._stop: threading.Event | None = None  # the running thread's own stop flag
         self._thread: threading.Thread | None = None
-        self._wfd: int | None = None
         self._keeper: int | None = None
         self._pipe_size = 0
         self._bytes_written = 0
@@ -238,7 +238,7 @@ class FifoFeeder:
         Idempotent while running. Raises :class:`FifoError` with a clear message on a non-FIFO
         file at the path, an uncreatable directory or FIFO, or an open failure.
         """
-        with self._lock:
+        with self._lifecycle:
             if self.running:
                 return
             st = _ensure_fifo(self._path, self._mode)
@@ -260,13 +260,18 @@ class FifoFeeder:
             except OSError as exc:
                 raise FifoError(f"cannot open the FIFO {self._path} for writing: {exc}") from exc
             self._keeper = keeper
-            self._wfd = wfd
-            self._stop.clear()
-            if self._starts:
-                self._restarts += 1
-            self._starts += 1
+            with self._lock:
+                if self._starts:
+                    self._restarts += 1
+                self._starts += 1
+            # Each thread gets its own stop flag, so a thread still exiting from an earlier
+            # stop() can never be revived by this start().
+            self._stop = threading.Event()
             self._thread = threading.Thread(
-                target=self._run, args=(wfd,), name=f"lokey-fifo-{self._path}", daemon=True
+                target=self._run,
+                args=(wfd, self._stop),
+                name=f"lokey-fifo-{self._path}",
+                daemon=True,
             )
             self._thread.start()
 
@@ -276,22 +281,23 @@ class FifoFeeder:
         The keeper stays open (a reader is never left without a writer, so a restart is seamless
         for QEMU); use :meth:`close` to let go of it too. Bytes already in the pipe stay there.
         """
-        with self._lock:
-            self._stop.set()
+        with self._lifecycle:
             thread, self._thread = self._thread, None
+            stop, self._stop = self._stop, None
+            if stop is not None:
+                stop.set()
+            # The counters' lock is not held here: the thread takes it after every write, and
+            # the thread closes its own descriptor on the way out.
             if thread is not None:
                 thread.join(timeout_s)
-            wfd, self._wfd = self._wfd, None
-            if wfd is not None and (thread is None or not thread.is_alive()):
-                with contextlib.suppress(OSError):
-                    os.close(wfd)
-            elif wfd is not None:
-                self._note_error("writer thread did not stop in time; its descriptor is leaked")
+                if thread.is_alive():
+                    with self._lock:
+                        self._note_error("writer thread did not stop in time; it exits on its own")
 
     def close(self, timeout_s: float = 2.0) -> None:
         """:meth:`stop`, then close the keeper: a QEMU reader still open will then see EOF."""
         self.stop(timeout_s)
-        with self._lock:
+        with self._lifecycle:
             self._keeper = None
         release_keepers(self._path)
 
@@ -330,24 +336,30 @@ class FifoFeeder:
             return min(self._chunk_size, select.PIPE_BUF)
         return max(select.PIPE_BUF, self._pipe_size - queued)
 
-    def _run(self, wfd: int) -> None:
-        poller = select.poll()
-        poller.register(wfd, select.POLLOUT)
-        state = _WriterState()
-        while not self._stop.is_set():
-            try:
-                self._step(wfd, poller, state)
-            except Exception as exc:  # the writer thread must never die
-                with self._lock:
-                    self._note_error(f"writer loop: {type(exc).__name__}: {exc}")
-                self._stop.wait(ERROR_BACKOFF_S)
+    def _run(self, wfd: int, stop: threading.Event) -> None:
+        try:
+            poller = select.poll()
+            poller.register(wfd, select.POLLOUT)
+            state = _WriterState()
+            while not stop.is_set():
+                try:
+                    self._step(wfd, poller, state, stop)
+                except Exception as exc:  # the writer thread must never die
+                    with self._lock:
+                        self._note_error(f"writer loop: {type(exc).__name__}: {exc}")
+                    stop.wait(ERROR_BACKOFF_S)
+        finally:
+            with contextlib.suppress(OSError):
+                os.close(wfd)  # the keeper still holds the FIFO open for readers
 
-    def _step(self, wfd: int, poller: select.poll, state: _WriterState) -> None:
+    def _step(
+        self, wfd: int, poller: select.poll, state: _WriterState, stop: threading.Event
+    ) -> None:
         """One bounded round: wait for data, wait for room, move what fits."""
         if not self._ring.wait_for_data(POLL_INTERVAL_S):
             return  # no data: write nothing (never close)
         ready = poller.poll(int(POLL_INTERVAL_S * 1000))
-        if self._stop.is_set():
+        if stop.is_set():
             return
         if not ready:
             # Pipe full: nobody reading (or a reader that is not asking). Wait, count.
@@ -364,7 +376,7 @@ class FifoFeeder:
             # Cannot happen while the keeper (a reader) is open; back off, never spin.
             with self._lock:
                 self._note_error(f"poll on the FIFO writer reported events {revents:#x}")
-            self._stop.wait(ERROR_BACKOFF_S)
+            stop.wait(ERROR_BACKOFF_S)
             return
         data = self._ring.take(min(self._chunk_size, self._free_space(wfd)))
         if not data:
@@ -379,7 +391,7 @@ class FifoFeeder:
             with self._lock:
                 name = errno.errorcode.get(exc.errno or 0, str(exc.errno))
                 self._note_error(f"write to the FIFO failed: {name}")
-            self._stop.wait(ERROR_BACKOFF_S)
+            stop.wait(ERROR_BACKOFF_S)
             return
         if written < len(data):
             self._ring.unread(data[written:])  # never consume more than was written
