@@ -19,7 +19,7 @@ import os
 from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated, Final, Literal
+from typing import Annotated, Final, Literal, TypeVar
 
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -33,6 +33,7 @@ __all__ = [
     "ControllerSettings",
     "FortunaSettings",
     "LogLevel",
+    "ServiceSettings",
     "SettingsError",
     "VirtioSettings",
     "load_controller_settings",
@@ -74,17 +75,63 @@ def _cors_origin(value: str) -> str:
     return text
 
 
-class ControllerSettings(BaseSettings):
+class ServiceSettings(BaseSettings):
+    """What every LoKey service reads (``LOG_LEVEL``, ``LOKEY_CORS_ORIGIN``) and from where.
+
+    Sources: keyword arguments, then the process environment; never ``.env`` or secret files.
+    While a ``load_*_settings(env)`` call builds an instance, only its mapping counts.
+    """
+
+    model_config = SettingsConfigDict(
+        case_sensitive=True, extra="ignore", frozen=True, env_ignore_empty=True
+    )
+
+    log_level: Annotated[LogLevel, BeforeValidator(_log_level)] = Field(
+        default="INFO", validation_alias="LOG_LEVEL"
+    )
+    cors_origin: Annotated[str, AfterValidator(_cors_origin)] = Field(
+        default="", validation_alias="LOKEY_CORS_ORIGIN"
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        if _EXPLICIT.get():
+            return (init_settings,)
+        return (init_settings, env_settings)
+
+    @property
+    def log_level_number(self) -> int:
+        return logging.getLevelNamesMapping()[self.log_level]
+
+
+_Settings = TypeVar("_Settings", bound=ServiceSettings)
+
+
+def _load(cls: type[_Settings], values: dict[str, str]) -> _Settings:
+    """Build ``cls`` from ``values`` (environment names) alone; SettingsError lists problems."""
+    token = _EXPLICIT.set(True)
+    try:
+        return cls(**values)  # type: ignore[arg-type]  # keys are the environment names
+    except ValidationError as exc:
+        raise SettingsError(_explain(exc)) from None
+    finally:
+        _EXPLICIT.reset(token)
+
+
+class ControllerSettings(ServiceSettings):
     """Environment of the controller service (spec/service-api.md §6.2 plus ``LOKEY_*``).
 
     ``force_config`` keeps the raw ``FORCE_CONFIG`` text: only exactly ``true`` provisions
     (:attr:`provision_at_startup`), as in the reference; anything else never writes the chip.
     ``DISABLE_AUTO_CONFIG`` is not read: LoKey never configures a chip on its own.
     """
-
-    model_config = SettingsConfigDict(
-        case_sensitive=True, extra="ignore", frozen=True, env_ignore_empty=True
-    )
 
     port: int = Field(default=8081, ge=1, le=65535, validation_alias="PORT")
     lokey_bus_url: str | None = Field(default=None, validation_alias=ENV_BUS_URL)
@@ -107,30 +154,7 @@ class ControllerSettings(BaseSettings):
         allow_inf_nan=False,
         validation_alias="CONTROLLER_CIRCUIT_BREAKER_COOLDOWN_MINUTES",
     )
-    log_level: Annotated[LogLevel, BeforeValidator(_log_level)] = Field(
-        default="INFO", validation_alias="LOG_LEVEL"
-    )
     fallback: bool = Field(default=False, validation_alias="LOKEY_CONTROLLER_FALLBACK")
-    cors_origin: Annotated[str, AfterValidator(_cors_origin)] = Field(
-        default="", validation_alias="LOKEY_CORS_ORIGIN"
-    )
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Keyword arguments, then the process environment; no .env or secret files.
-
-        While :func:`load_controller_settings` builds an instance, only its mapping counts.
-        """
-        if _EXPLICIT.get():
-            return (init_settings,)
-        return (init_settings, env_settings)
 
     @model_validator(mode="after")
     def _check_bus(self) -> ControllerSettings:
@@ -165,10 +189,6 @@ class ControllerSettings(BaseSettings):
     def breaker_open_s(self) -> float:
         return self.breaker_cooldown_minutes * 60.0
 
-    @property
-    def log_level_number(self) -> int:
-        return logging.getLevelNamesMapping()[self.log_level]
-
 
 #: The environment variables the controller reads (for documentation and ``load_*``).
 CONTROLLER_ENV: Final = tuple(
@@ -183,13 +203,7 @@ def load_controller_settings(env: Mapping[str, str]) -> ControllerSettings:
     :class:`SettingsError` whose message has one line per problem, each naming the variable.
     """
     values = {name: env[name] for name in CONTROLLER_ENV if env.get(name, "").strip()}
-    token = _EXPLICIT.set(True)
-    try:
-        return ControllerSettings(**values)  # type: ignore[arg-type]  # keys are the aliases
-    except ValidationError as exc:
-        raise SettingsError(_explain(exc)) from None
-    finally:
-        _EXPLICIT.reset(token)
+    return _load(ControllerSettings, values)
 
 
 def _seed_file(value: Path | None) -> Path | None:
@@ -210,7 +224,7 @@ def _seed_file(value: Path | None) -> Path | None:
     return path
 
 
-class FortunaSettings(BaseSettings):
+class FortunaSettings(ServiceSettings):
     """Environment of the Fortuna service (spec/service-api.md §6.3 plus ``LOKEY_*``).
 
     ``AMPLIFICATION_FACTOR`` is only reported by ``/info`` (as in the reference);
@@ -219,10 +233,6 @@ class FortunaSettings(BaseSettings):
     the 64-byte seed file (spec/fortuna.md §4); unset, the service starts unseeded and waits
     for its first ``POST /seed``.
     """
-
-    model_config = SettingsConfigDict(
-        case_sensitive=True, extra="ignore", frozen=True, env_ignore_empty=True
-    )
 
     port: int = Field(default=8082, ge=1, le=65535, validation_alias="PORT")
     amplification_factor: int = Field(
@@ -235,40 +245,13 @@ class FortunaSettings(BaseSettings):
         allow_inf_nan=False,
         validation_alias="FORTUNA_MAX_RESEED_INTERVAL_HOURS",
     )
-    log_level: Annotated[LogLevel, BeforeValidator(_log_level)] = Field(
-        default="INFO", validation_alias="LOG_LEVEL"
-    )
     seed_file: Annotated[Path | None, AfterValidator(_seed_file)] = Field(
         default=None, validation_alias="LOKEY_FORTUNA_SEED_FILE"
     )
-    cors_origin: Annotated[str, AfterValidator(_cors_origin)] = Field(
-        default="", validation_alias="LOKEY_CORS_ORIGIN"
-    )
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Keyword arguments, then the process environment; no .env or secret files.
-
-        While :func:`load_fortuna_settings` builds an instance, only its mapping counts.
-        """
-        if _EXPLICIT.get():
-            return (init_settings,)
-        return (init_settings, env_settings)
 
     @property
     def max_reseed_interval_s(self) -> float:
         return self.max_reseed_interval_hours * 3600.0
-
-    @property
-    def log_level_number(self) -> int:
-        return logging.getLevelNamesMapping()[self.log_level]
 
 
 #: The environment variables the Fortuna service reads (for documentation and ``load_*``).
@@ -284,13 +267,7 @@ def load_fortuna_settings(env: Mapping[str, str]) -> FortunaSettings:
     problem, each naming the variable.
     """
     values = {name: env[name] for name in FORTUNA_ENV if env.get(name, "").strip()}
-    token = _EXPLICIT.set(True)
-    try:
-        return FortunaSettings(**values)  # type: ignore[arg-type]  # keys are the aliases
-    except ValidationError as exc:
-        raise SettingsError(_explain(exc)) from None
-    finally:
-        _EXPLICIT.reset(token)
+    return _load(FortunaSettings, values)
 
 
 DEFAULT_PIPE_PATH: Final = "/var/run/lokey/virtio-rng"  # spec §6.4 (documentation and compose)
@@ -329,7 +306,7 @@ def _pipe_mode(value: object) -> object:
     return number
 
 
-class VirtioSettings(BaseSettings):
+class VirtioSettings(ServiceSettings):
     """Environment of the VirtIO service (spec/service-api.md §6.4 plus ``LOKEY_*``).
 
     ``VIRTIO_QUEUE_SIZE`` is the ring's capacity in items (10..1,000,000). ``VIRTIO_PIPE_PATH``
@@ -339,10 +316,6 @@ class VirtioSettings(BaseSettings):
     ``LOKEY_VIRTIO_PIPE_SIZE`` (the kernel pipe buffer, bytes) are LoKey's. ``RNG_DEVICE`` is
     not read: the service never opens ``/dev/hwrng``.
     """
-
-    model_config = SettingsConfigDict(
-        case_sensitive=True, extra="ignore", frozen=True, env_ignore_empty=True
-    )
 
     port: int = Field(default=8083, ge=1, le=65535, validation_alias="PORT")
     queue_size: int = Field(
@@ -360,29 +333,6 @@ class VirtioSettings(BaseSettings):
     pipe_size: int = Field(
         default=4_096, ge=MIN_PIPE_SIZE, le=MAX_PIPE_SIZE, validation_alias="LOKEY_VIRTIO_PIPE_SIZE"
     )
-    log_level: Annotated[LogLevel, BeforeValidator(_log_level)] = Field(
-        default="INFO", validation_alias="LOG_LEVEL"
-    )
-    cors_origin: Annotated[str, AfterValidator(_cors_origin)] = Field(
-        default="", validation_alias="LOKEY_CORS_ORIGIN"
-    )
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Keyword arguments, then the process environment; no .env or secret files.
-
-        While :func:`load_virtio_settings` builds an instance, only its mapping counts.
-        """
-        if _EXPLICIT.get():
-            return (init_settings,)
-        return (init_settings, env_settings)
 
     @model_validator(mode="before")
     @classmethod
@@ -403,10 +353,6 @@ class VirtioSettings(BaseSettings):
     def pipe_enabled(self) -> bool:
         return self.pipe_path is not None
 
-    @property
-    def log_level_number(self) -> int:
-        return logging.getLevelNamesMapping()[self.log_level]
-
 
 #: The environment variables the VirtIO service reads (for documentation and ``load_*``).
 VIRTIO_ENV: Final = tuple(
@@ -424,13 +370,7 @@ def load_virtio_settings(env: Mapping[str, str]) -> VirtioSettings:
     values = {name: env[name] for name in VIRTIO_ENV if env.get(name, "").strip()}
     if ENV_PIPE_PATH in env and not env[ENV_PIPE_PATH].strip():
         values[ENV_PIPE_PATH] = ""
-    token = _EXPLICIT.set(True)
-    try:
-        return VirtioSettings(**values)  # type: ignore[arg-type]  # keys are the aliases
-    except ValidationError as exc:
-        raise SettingsError(_explain(exc)) from None
-    finally:
-        _EXPLICIT.reset(token)
+    return _load(VirtioSettings, values)
 
 
 def _explain(exc: ValidationError) -> str:
