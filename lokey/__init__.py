@@ -1,7 +1,8 @@
 """LoKey: a true-random-number service for the Microchip ATECC608A, simulation first.
 
-The driver, controller and services arrive in later issues; today the distribution ships the
-emulator (:mod:`sim`) and the conformance suites (:mod:`conformance`) they will stand on.
+The driver (:mod:`lokey.hardware`), the controller, Fortuna and VirtIO cores, the quality
+checks (:mod:`lokey.quality`) and their HTTP services (:mod:`lokey.services`); the emulator they
+are tested against ships beside it as :mod:`sim`.
 """
 
 __version__ = "0.1.0"

@@ -17,7 +17,8 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from typing import Final
 
@@ -26,6 +27,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from lokey import __version__
+
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 __all__ = [
     "CORS_ALLOW_HEADERS",
@@ -68,6 +73,15 @@ def strict_int(text: str, lower: int, upper: int) -> int | None:
         return None
     value = int(text)
     return value if lower <= value <= upper else None
+
+
+def new_app(*, title: str, summary: str, lifespan: Lifespan, cors_origin: str) -> FastAPI:
+    """A service app with LoKey's common edges: ``{"error"}`` handlers, OPTIONS/CORS, access log."""
+    app = FastAPI(title=title, summary=summary, version=__version__, lifespan=lifespan)
+    install_error_handlers(app)
+    app.add_middleware(OptionsMiddleware, allow_origin=cors_origin)
+    app.add_middleware(AccessLogMiddleware)
+    return app
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -68,10 +68,8 @@ from lokey.hardware.provisioning import field_of, plan, provision
 from lokey.hardware.transport import Transport
 from lokey.services.chaos import Chaos, chaos_router
 from lokey.services.common import (
-    AccessLogMiddleware,
-    OptionsMiddleware,
     error_response,
-    install_error_handlers,
+    new_app,
     rfc3339_now,
     strict_int,
 )
@@ -566,15 +564,12 @@ def create_controller_app(
             await anyio.to_thread.run_sync(service.close)
             del app.state.lokey
 
-    app = FastAPI(
+    app = new_app(
         title="LoKey controller",
         summary="ATECC608A TRNG samples (spec/service-api.md §2)",
-        version="0.1.0",
         lifespan=lifespan,
+        cors_origin=settings.cors_origin,
     )
-    install_error_handlers(app)
-    app.add_middleware(OptionsMiddleware, allow_origin=settings.cors_origin)
-    app.add_middleware(AccessLogMiddleware)
 
     @app.get("/health")
     async def health(request: Request) -> JSONResponse:

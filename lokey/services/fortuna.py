@@ -66,10 +66,8 @@ from lokey.fortuna import (
     check_seed,
 )
 from lokey.services.common import (
-    AccessLogMiddleware,
-    OptionsMiddleware,
     error_response,
-    install_error_handlers,
+    new_app,
     rfc3339_now,
     strict_int,
 )
@@ -737,15 +735,12 @@ def create_fortuna_app(
             await anyio.to_thread.run_sync(service.close)
             del app.state.lokey
 
-    app = FastAPI(
+    app = new_app(
         title="LoKey Fortuna",
         summary="Fortuna CSPRNG seeded by the TRNG (spec/service-api.md §3)",
-        version="0.1.0",
         lifespan=lifespan,
+        cors_origin=settings.cors_origin,
     )
-    install_error_handlers(app)
-    app.add_middleware(OptionsMiddleware, allow_origin=settings.cors_origin)
-    app.add_middleware(AccessLogMiddleware)
     app.add_api_route("/health", _health, methods=["GET"])
     app.add_api_route("/info", _info, methods=["GET"])
     app.add_api_route("/generate", _generate, methods=["GET"])

@@ -59,10 +59,8 @@ from starlette.types import Message, Receive, Scope, Send
 
 from lokey.clock import Clock, SystemClock
 from lokey.services.common import (
-    AccessLogMiddleware,
-    OptionsMiddleware,
     error_response,
-    install_error_handlers,
+    new_app,
     rfc3339_now,
     strict_int,
 )
@@ -653,15 +651,12 @@ def create_virtio_app(settings: VirtioSettings, *, clock: Clock | None = None) -
             await anyio.to_thread.run_sync(service.close)
             del app.state.lokey
 
-    app = FastAPI(
+    app = new_app(
         title="LoKey VirtIO",
         summary="Random bytes for virtual machines over HTTP and a named pipe (spec §4)",
-        version="0.1.0",
         lifespan=lifespan,
+        cors_origin=settings.cors_origin,
     )
-    install_error_handlers(app)
-    app.add_middleware(OptionsMiddleware, allow_origin=settings.cors_origin)
-    app.add_middleware(AccessLogMiddleware)
     app.add_api_route("/health", _health, methods=["GET"])
     app.add_api_route("/info", _info, methods=["GET"])
     app.add_api_route("/generate", _generate, methods=["GET"])
