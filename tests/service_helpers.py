@@ -8,11 +8,20 @@ gives up after a bounded time instead of sleeping a fixed amount.
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
+import sys
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import httpx
 
 from lokey.clock import Clock
 from lokey.services.controller import ControllerService, create_controller_app
@@ -27,8 +36,11 @@ with warnings.catch_warnings():
 __all__ = [
     "FAST_RECOVERY",
     "LOCKED_URL",
+    "Served",
     "TestClient",
+    "free_port",
     "running",
+    "serve",
     "service_of",
     "settings",
     "wait_for",
@@ -84,3 +96,78 @@ def service_of(client: TestClient) -> ControllerService:
     service: Any = client.app.state.lokey  # type: ignore[attr-defined]
     assert isinstance(service, ControllerService)
     return service
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Served:
+    """A ``lokey serve SERVICE`` child process and where it listens."""
+
+    process: subprocess.Popen[bytes]
+    base: str
+    log_path: Path
+    health: httpx.Response  # the first /health answer (with the awaited status, if any)
+
+    def stop(self) -> int:
+        """SIGTERM, as systemd or docker would; the exit status (0 on a clean stop)."""
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=15)
+
+    def output(self) -> str:
+        return self.log_path.read_text()
+
+
+@contextmanager
+def serve(
+    service: str,
+    tmp_path: Path,
+    *,
+    settings_names: Iterable[str],
+    until_status: int | None = None,
+    **env: str,
+) -> Iterator[Served]:
+    """Run ``lokey serve SERVICE`` as a real process on a free port until /health answers.
+
+    The service's own variables are removed from the inherited environment first, so only
+    ``env`` (plus ``LOG_LEVEL=WARN``) configures it; the child is killed if a test fails.
+    """
+    port = free_port()
+    names = set(settings_names)
+    child_env = {k: v for k, v in os.environ.items() if k not in names}
+    child_env.update(LOG_LEVEL="WARN", PYTHONUNBUFFERED="1", **env)
+    log_path = tmp_path / "serve.log"
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "lokey.cli", "serve", service, "--port", str(port)],
+            cwd=ROOT,
+            env=child_env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            base = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 20
+            while True:
+                assert process.poll() is None, log_path.read_text()
+                try:
+                    health = httpx.get(f"{base}/health", timeout=1.0)
+                    if until_status is None or health.status_code == until_status:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, f"{service}: no /health answer within 20 s"
+                time.sleep(0.05)
+            yield Served(process, base, log_path, health)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()

@@ -14,11 +14,7 @@ import json
 import logging
 import os
 import re
-import signal
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -38,7 +34,7 @@ from lokey.services.settings import (
 )
 from sim.atecc608a import ATECC608A, ForcedStatus, Opcode
 from sim.clock import VirtualClock
-from tests.service_helpers import running, service_of, settings, wait_for
+from tests.service_helpers import running, serve, service_of, settings, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 VECTORS = Path(__file__).resolve().parents[1].parent / "shared" / "vectors"
@@ -379,53 +375,21 @@ def test_fallback_samples_are_labelled_and_health_still_tells_the_truth() -> Non
 # -- one real process ------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def test_lokey_serve_controller_runs_serves_and_stops_cleanly(tmp_path: Path) -> None:
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if k not in CONTROLLER_ENV}
-    env.update(
+    with serve(
+        "controller",
+        tmp_path,
+        settings_names=CONTROLLER_ENV,
+        until_status=200,
         LOKEY_BUS_URL="sim://atecc608a?lock=config-locked&timing=instant",
-        LOG_LEVEL="WARN",
-        PYTHONUNBUFFERED="1",
-    )
-    log_path = tmp_path / "serve.log"
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "lokey.cli", "serve", "controller", "--port", str(port)],
-            cwd=ROOT,
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            base = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 20
-            while True:
-                assert process.poll() is None, log_path.read_text()
-                try:
-                    if httpx.get(f"{base}/health", timeout=1.0).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, "no /health 200 within 20 s"
-                time.sleep(0.05)
-            data = httpx.get(f"{base}/generate?count=3", timeout=5.0).json()["data"]
-            assert len(data) == 3
-            assert all(re.fullmatch(r"[0-9a-f]{64}", sample) for sample in data)
-            assert httpx.get(f"{base}/generate?count=0", timeout=5.0).status_code == 400
-            process.send_signal(signal.SIGTERM)
-            assert process.wait(timeout=15) == 0
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-    output = log_path.read_text()
+    ) as served:
+        base = served.base
+        data = httpx.get(f"{base}/generate?count=3", timeout=5.0).json()["data"]
+        assert len(data) == 3
+        assert all(re.fullmatch(r"[0-9a-f]{64}", sample) for sample in data)
+        assert httpx.get(f"{base}/generate?count=0", timeout=5.0).status_code == 400
+        assert served.stop() == 0
+    output = served.output()
     assert "Traceback" not in output
     assert "GET /generate?count=0 400" in output  # LOG_LEVEL=WARN: non-200 responses only
     assert "GET /health 200" not in output

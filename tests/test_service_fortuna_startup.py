@@ -14,10 +14,7 @@ from __future__ import annotations
 import os
 import random
 import re
-import signal
-import socket
 import stat
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -38,7 +35,7 @@ from lokey.services.settings import (
     load_fortuna_settings,
 )
 from sim.clock import VirtualClock
-from tests.service_helpers import TestClient, wait_for
+from tests.service_helpers import TestClient, serve, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 _RNG = random.Random(8082)
@@ -255,57 +252,28 @@ def test_serve_fortuna_checks_its_options(capsys: pytest.CaptureFixture[str]) ->
     assert "--port must be an integer, got 'http'" in capsys.readouterr().err
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def test_lokey_serve_fortuna_runs_is_seeded_serves_and_stops_cleanly(tmp_path: Path) -> None:
-    port = _free_port()
     seed_file = tmp_path / "fortuna.seed"
-    env = {k: v for k, v in os.environ.items() if k not in FORTUNA_ENV}
-    env.update(LOG_LEVEL="WARN", PYTHONUNBUFFERED="1", LOKEY_FORTUNA_SEED_FILE=str(seed_file))
-    log_path = tmp_path / "serve.log"
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "lokey.cli", "serve", "fortuna", "--port", str(port)],
-            cwd=ROOT,
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            base = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 20
-            while True:
-                assert process.poll() is None, log_path.read_text()
-                try:
-                    health = httpx.get(f"{base}/health", timeout=1.0)
-                    break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, "no answer within 20 s"
-                time.sleep(0.05)
-            assert health.status_code == 503  # unseeded until the first POST /seed
-            assert httpx.get(f"{base}/generate", timeout=5.0).status_code == 503
-            seeded = httpx.post(f"{base}/seed", json={"seeds": _seeds(2)}, timeout=5.0)
-            assert seeded.json()["status"] == "reseeded"
-            data = httpx.get(f"{base}/generate?size=64", timeout=5.0).json()["data"]
-            assert re.fullmatch(r"[0-9a-f]{128}", data)
-            raw = httpx.get(f"{base}/generate?size=1048576&format=binary", timeout=10.0)
-            assert len(raw.content) == 1 << 20
-            assert httpx.get(f"{base}/health", timeout=5.0).status_code == 200
-            assert httpx.get(f"{base}/generate?size=0", timeout=5.0).status_code == 400
-            written = seed_file.read_bytes()
-            process.send_signal(signal.SIGTERM)
-            assert process.wait(timeout=15) == 0
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-    output = log_path.read_text()
+    with serve(
+        "fortuna",
+        tmp_path,
+        settings_names=FORTUNA_ENV,
+        LOKEY_FORTUNA_SEED_FILE=str(seed_file),
+    ) as served:
+        base = served.base
+        assert served.health.status_code == 503  # unseeded until the first POST /seed
+        assert httpx.get(f"{base}/generate", timeout=5.0).status_code == 503
+        seeded = httpx.post(f"{base}/seed", json={"seeds": _seeds(2)}, timeout=5.0)
+        assert seeded.json()["status"] == "reseeded"
+        data = httpx.get(f"{base}/generate?size=64", timeout=5.0).json()["data"]
+        assert re.fullmatch(r"[0-9a-f]{128}", data)
+        raw = httpx.get(f"{base}/generate?size=1048576&format=binary", timeout=10.0)
+        assert len(raw.content) == 1 << 20
+        assert httpx.get(f"{base}/health", timeout=5.0).status_code == 200
+        assert httpx.get(f"{base}/generate?size=0", timeout=5.0).status_code == 400
+        written = seed_file.read_bytes()
+        assert served.stop() == 0
+    output = served.output()
     assert "Traceback" not in output
     assert "GET /generate?size=0 400" in output  # LOG_LEVEL=WARN: non-200 responses only
     assert "GET /generate?size=64 200" not in output

@@ -8,9 +8,6 @@ stream open and still stops cleanly on SIGTERM (the open stream ends, exit statu
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -28,6 +25,7 @@ from lokey.services.settings import (
     VirtioSettings,
     load_virtio_settings,
 )
+from tests.service_helpers import free_port, serve
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -104,7 +102,7 @@ def test_a_non_fifo_at_the_pipe_path_stops_start_up(
     plain = tmp_path / "not-a-fifo"
     plain.write_bytes(b"")
     monkeypatch.setenv("VIRTIO_PIPE_PATH", str(plain))
-    monkeypatch.setenv("PORT", str(_free_port()))
+    monkeypatch.setenv("PORT", str(free_port()))
     assert services_main.main(["virtio"]) == 2
 
 
@@ -142,85 +140,49 @@ def test_bad_settings_exit_2_naming_the_variable(
     assert "lokey serve virtio: invalid settings: VIRTIO_QUEUE_SIZE" in capsys.readouterr().err
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def test_lokey_serve_virtio_runs_serves_and_stops_cleanly(tmp_path: Path) -> None:
-    port = _free_port()
     fifo = tmp_path / "run" / "virtio-rng"
-    env = {k: v for k, v in os.environ.items() if k not in VIRTIO_ENV}
-    env.update(LOG_LEVEL="WARN", PYTHONUNBUFFERED="1", VIRTIO_PIPE_PATH=str(fifo))
-    log_path = tmp_path / "serve.log"
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "lokey.cli", "serve", "virtio", "--port", str(port)],
-            cwd=ROOT,
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            base = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 20
-            while True:
-                assert process.poll() is None, log_path.read_text()
-                try:
-                    health = httpx.get(f"{base}/health", timeout=1.0)
-                    break
-                except httpx.TransportError:
+    with serve("virtio", tmp_path, settings_names=VIRTIO_ENV, VIRTIO_PIPE_PATH=str(fifo)) as served:
+        base = served.base
+        assert served.health.status_code == 200
+        assert fifo.is_fifo()
+        assert httpx.get(f"{base}/info", timeout=5).json()["pipe"]["state"] == "running"
+        assert httpx.get(f"{base}/generate", timeout=5.0).status_code == 503  # empty
+        data = os.urandom(65536)
+        seeded = httpx.post(f"{base}/seed", json={"seeds": [data.hex()]}, timeout=5.0)
+        assert seeded.json()["count"] == 1
+        # no reader is attached to the FIFO, so its writer moves at most one pipe buffer
+        # (4096 bytes) out of the ring; the rest is for HTTP, each byte once
+        got = httpx.get(f"{base}/generate?count=2", timeout=5.0)
+        assert got.status_code == 200
+        values = bytes.fromhex("".join(got.json()["data"]))
+        assert len(values) == 64
+        assert values in data
+        with httpx.stream("GET", f"{base}/stream?chunk_size=300&max_bytes=1000", timeout=5.0) as r:
+            assert r.headers["transfer-encoding"] == "chunked"
+            assert r.headers["content-type"] == "application/octet-stream"
+            body = r.read()
+        assert len(body) == 1000
+        assert body in data
+        assert data.index(body) >= data.index(values) + 64
+        assert httpx.get(f"{base}/stream?chunk_size=0", timeout=5.0).status_code == 400
+        # an unbounded stream held open must not block the shutdown
+        opened = threading.Event()
+
+        def hold_stream() -> None:
+            with httpx.stream("GET", f"{base}/stream", timeout=30.0) as response:
+                opened.set()
+                for _ in response.iter_raw():
                     pass
-                assert time.monotonic() < deadline, "no answer within 20 s"
-                time.sleep(0.05)
-            assert health.status_code == 200
-            assert fifo.is_fifo()
-            assert httpx.get(f"{base}/info", timeout=5).json()["pipe"]["state"] == "running"
-            assert httpx.get(f"{base}/generate", timeout=5.0).status_code == 503  # empty
-            data = os.urandom(65536)
-            seeded = httpx.post(f"{base}/seed", json={"seeds": [data.hex()]}, timeout=5.0)
-            assert seeded.json()["count"] == 1
-            # no reader is attached to the FIFO, so its writer moves at most one pipe buffer
-            # (4096 bytes) out of the ring; the rest is for HTTP, each byte once
-            got = httpx.get(f"{base}/generate?count=2", timeout=5.0)
-            assert got.status_code == 200
-            values = bytes.fromhex("".join(got.json()["data"]))
-            assert len(values) == 64
-            assert values in data
-            with httpx.stream(
-                "GET", f"{base}/stream?chunk_size=300&max_bytes=1000", timeout=5.0
-            ) as r:
-                assert r.headers["transfer-encoding"] == "chunked"
-                assert r.headers["content-type"] == "application/octet-stream"
-                body = r.read()
-            assert len(body) == 1000
-            assert body in data
-            assert data.index(body) >= data.index(values) + 64
-            assert httpx.get(f"{base}/stream?chunk_size=0", timeout=5.0).status_code == 400
-            # an unbounded stream held open must not block the shutdown
-            opened = threading.Event()
 
-            def hold_stream() -> None:
-                with httpx.stream("GET", f"{base}/stream", timeout=30.0) as response:
-                    opened.set()
-                    for _ in response.iter_raw():
-                        pass
-
-            holder = threading.Thread(target=hold_stream, daemon=True)
-            holder.start()
-            assert opened.wait(10)
-            time.sleep(0.2)
-            process.send_signal(signal.SIGTERM)
-            assert process.wait(timeout=15) == 0
-            holder.join(5)
-            assert not holder.is_alive()
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-    output = log_path.read_text()
+        holder = threading.Thread(target=hold_stream, daemon=True)
+        holder.start()
+        assert opened.wait(10)
+        time.sleep(0.2)
+        assert served.stop() == 0
+        holder.join(5)
+        assert not holder.is_alive()
+    output = served.output()
     assert "Traceback" not in output
     assert "GET /stream?chunk_size=0 400" in output
     assert "GET /generate?count=2 200" not in output  # LOG_LEVEL=WARN: non-200 only
