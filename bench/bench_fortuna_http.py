@@ -16,18 +16,16 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import httpx
-import uvicorn
 from fastapi import FastAPI
 from fastapi.responses import Response
 
+from bench._http import serving
 from lokey.clock import SystemClock
 from lokey.fortuna import Fortuna
 from lokey.services.fortuna import create_fortuna_app
@@ -55,13 +53,6 @@ class Rate:
         return self.seconds / self.requests * 1e3
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def bench_app() -> FastAPI:
     """The Fortuna app plus the static 1 MiB route (the limit)."""
     app = create_fortuna_app(load_fortuna_settings({}))
@@ -84,28 +75,6 @@ def _quiet(name: str) -> Iterator[None]:
         yield
     finally:
         logger.setLevel(level)
-
-
-@contextmanager
-def serving(app: FastAPI) -> Iterator[str]:
-    """uvicorn on a free loopback port in a thread; yields the base URL."""
-    port = _free_port()
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_config=None, log_level="warning", access_log=False
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="bench-uvicorn", daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 20
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the benchmark server did not start")
-            time.sleep(0.01)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=20)
 
 
 def _fetch(client: httpx.Client, path: str, requests: int, expect: int) -> Rate:

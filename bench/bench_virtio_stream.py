@@ -12,18 +12,15 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
-import threading
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import httpx
-import uvicorn
 from fastapi import FastAPI
 from fastapi.responses import StreamingResponse
 
+from bench._http import serving
 from lokey.services.settings import load_virtio_settings
 from lokey.services.virtio import VirtioService, create_virtio_app
 
@@ -45,13 +42,6 @@ class Rate:
     @property
     def mb_per_s(self) -> float:
         return self.nbytes / self.seconds / 1e6
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def bench_app(total: int = TOTAL) -> FastAPI:
@@ -77,28 +67,6 @@ def service_of(app: FastAPI) -> VirtioService:
     service = app.state.lokey
     assert isinstance(service, VirtioService)
     return service
-
-
-@contextmanager
-def serving(app: FastAPI) -> Iterator[str]:
-    """uvicorn on a free loopback port in a thread; yields the base URL."""
-    port = _free_port()
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_config=None, log_level="warning", access_log=False
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="bench-uvicorn", daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 20
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the benchmark server did not start")
-            time.sleep(0.01)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=20)
 
 
 def _fill(service: VirtioService, total: int) -> None:

@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from bench import bench_fortuna_http
+from bench._http import serving
 
 
 def test_fortuna_http_bench_runs_and_prints_its_ratio(capsys: pytest.CaptureFixture[str]) -> None:
@@ -19,7 +20,7 @@ def test_fortuna_http_bench_runs_and_prints_its_ratio(capsys: pytest.CaptureFixt
 
 def test_the_bench_routes_answer_exactly_one_mebibyte() -> None:
     with (
-        bench_fortuna_http.serving(bench_fortuna_http.bench_app()) as base,
+        serving(bench_fortuna_http.bench_app()) as base,
         httpx.Client(base_url=base, timeout=30.0) as client,
     ):
         assert client.get(bench_fortuna_http.GENERATE_PATH).status_code == 503  # unseeded
