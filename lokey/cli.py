@@ -132,8 +132,10 @@ def _parser() -> argparse.ArgumentParser:
     services = serve_cmd.add_subparsers(
         title="services", required=True, metavar="SERVICE", dest="service"
     )
-    controller_cmd = services.add_parser(
+    _add_service(
+        services,
         "controller",
+        8081,
         help="the chip's TRNG service (/health, /info, /generate, /metrics)",
         description=(
             "Serve the ATECC608A as a TRNG on HTTP (spec/service-api.md §2). Settings come "
@@ -143,18 +145,10 @@ def _parser() -> argparse.ArgumentParser:
             "LOG_LEVEL, LOKEY_CONTROLLER_FALLBACK, LOKEY_CORS_ORIGIN."
         ),
     )
-    controller_cmd.add_argument(
-        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
-    )
-    controller_cmd.add_argument(
-        "--port",
-        type=_bounded_int("--port", lower=1, upper=65535),
-        default=None,
-        help="port to listen on (default: $PORT, else 8081)",
-    )
-    controller_cmd.set_defaults(run=_serve)
-    fortuna_cmd = services.add_parser(
+    _add_service(
+        services,
         "fortuna",
+        8082,
         help="the Fortuna CSPRNG service (/seed, /generate, /amplify, /health, /info, /metrics)",
         description=(
             "Serve a Fortuna generator on HTTP (spec/service-api.md §3), seeded through POST "
@@ -163,18 +157,10 @@ def _parser() -> argparse.ArgumentParser:
             "LOG_LEVEL, LOKEY_FORTUNA_SEED_FILE, LOKEY_CORS_ORIGIN."
         ),
     )
-    fortuna_cmd.add_argument(
-        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
-    )
-    fortuna_cmd.add_argument(
-        "--port",
-        type=_bounded_int("--port", lower=1, upper=65535),
-        default=None,
-        help="port to listen on (default: $PORT, else 8082)",
-    )
-    fortuna_cmd.set_defaults(run=_serve)
-    virtio_cmd = services.add_parser(
+    _add_service(
+        services,
         "virtio",
+        8083,
         help="the VirtIO byte ring (/seed, /generate, /stream, /config/queue, /health, /info, "
         "/metrics) and its named pipe",
         description=(
@@ -185,17 +171,29 @@ def _parser() -> argparse.ArgumentParser:
             "LOKEY_CORS_ORIGIN."
         ),
     )
-    virtio_cmd.add_argument(
+    return parser
+
+
+def _add_service(
+    services: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    port: int,
+    *,
+    help: str,
+    description: str,
+) -> None:
+    """``lokey serve NAME [--host] [--port]``: every service takes the same two options."""
+    command = services.add_parser(name, help=help, description=description)
+    command.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
     )
-    virtio_cmd.add_argument(
+    command.add_argument(
         "--port",
         type=_bounded_int("--port", lower=1, upper=65535),
         default=None,
-        help="port to listen on (default: $PORT, else 8083)",
+        help=f"port to listen on (default: $PORT, else {port})",
     )
-    virtio_cmd.set_defaults(run=_serve)
-    return parser
+    command.set_defaults(run=_serve)
 
 
 def _bounded_float(option: str, *, lower: float, upper: float) -> Callable[[str], float]:
