@@ -23,6 +23,7 @@ __all__ = [
     "LostCommandError",
     "NoDeviceError",
     "NotApplicableError",
+    "NotEnoughDataError",
     "NotSeededError",
     "ParseError",
     "ProvisioningError",
@@ -30,6 +31,8 @@ __all__ = [
     "SeedFileError",
     "SeedQualityError",
     "SelfTestError",
+    "StoreClosedError",
+    "StoreError",
     "UnsupportedDeviceError",
     "VirtioError",
     "WatchdogError",
@@ -190,3 +193,27 @@ class FifoError(VirtioError):
     """The named pipe cannot be set up: a non-FIFO file at its path, its directory cannot be
     created, or the FIFO cannot be opened (the ``OSError``, if any, is chained).
     """
+
+
+class StoreError(LokeyError):
+    """The API's queue store (LMDB or in-memory, service-api.md §5) cannot do what was asked."""
+
+
+class StoreClosedError(StoreError):
+    """The store was closed (the service is shutting down); nothing was read or consumed."""
+
+
+class NotEnoughDataError(StoreError):
+    """A queue holds fewer bytes than a request needs; nothing was read, consumed or counted.
+
+    ``available`` is the queue's whole unconsumed length in bytes; ``requested`` is the
+    request's skip plus its length.
+    """
+
+    def __init__(self, source: str, requested: int, available: int) -> None:
+        super().__init__(
+            f"the {source} queue holds {available} bytes; the request needs {requested}"
+        )
+        self.source = source
+        self.requested = requested
+        self.available = available
