@@ -8,12 +8,15 @@
 * :class:`AccessLogMiddleware`: one line per request on ``lokey.access``; 2xx at INFO, anything
   else at WARNING, so ``LOG_LEVEL=WARN`` logs only the non-200 responses, as in the reference
   (§0). Only method, path, query, status and duration: never a body.
+* :class:`BodyLimitMiddleware`: a request body over the limit is refused with 413 before the
+  app reads it (declared ``Content-Length``) or as soon as the streamed body passes the limit.
 * :func:`strict_int`: query integers the way Go's ``strconv.Atoi`` reads them (ASCII digits
   with an optional sign, nothing else): ``1.5``, ``""``, ``" 1"``, non-ASCII digits are refused.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -36,6 +39,7 @@ __all__ = [
     "CORS_ALLOW_HEADERS",
     "CORS_ALLOW_METHODS",
     "AccessLogMiddleware",
+    "BodyLimitMiddleware",
     "OptionsMiddleware",
     "error_response",
     "install_error_handlers",
@@ -75,10 +79,21 @@ def strict_int(text: str, lower: int, upper: int) -> int | None:
     return value if lower <= value <= upper else None
 
 
-def new_app(*, title: str, summary: str, lifespan: Lifespan, cors_origin: str) -> FastAPI:
-    """A service app with LoKey's common edges: ``{"error"}`` handlers, OPTIONS/CORS, access log."""
+def new_app(
+    *,
+    title: str,
+    summary: str,
+    lifespan: Lifespan,
+    cors_origin: str,
+    body_limit: int | None = None,
+) -> FastAPI:
+    """A service app with LoKey's common edges: ``{"error"}`` handlers, OPTIONS/CORS, access log
+    and, with ``body_limit``, a 413 for larger bodies (inside the CORS and log layers, so the
+    refusal carries the headers and is logged like any answer)."""
     app = FastAPI(title=title, summary=summary, version=__version__, lifespan=lifespan)
     install_error_handlers(app)
+    if body_limit is not None:
+        app.add_middleware(BodyLimitMiddleware, limit=body_limit)
     app.add_middleware(OptionsMiddleware, allow_origin=cors_origin)
     app.add_middleware(AccessLogMiddleware)
     return app
@@ -179,3 +194,65 @@ class AccessLogMiddleware:
                     status,
                     (time.perf_counter() - started) * 1000,
                 )
+
+
+class BodyLimitMiddleware:
+    """413 ``{"error": "Request body too large (limit N bytes)"}`` for bodies over ``limit``.
+
+    A declared ``Content-Length`` over the limit is refused before anything is read; a chunked
+    body is counted as it arrives and cut off at the limit (the app then sees a disconnect, and
+    the client gets the 413), so a client cannot make the service buffer an unbounded body.
+    """
+
+    def __init__(self, app: ASGIApp, *, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def _refuse(self, send: Send) -> None:
+        body = json.dumps({"error": f"Request body too large (limit {self.limit:,} bytes)"})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": body.encode()})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+                await self._refuse(send)
+                return
+        received = 0
+        refused = False
+        started = False
+
+        async def counted_receive() -> Message:
+            nonlocal received, refused
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    refused = True
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def tracked_send(message: Message) -> None:
+            nonlocal started
+            if refused:
+                return  # the app's answer to a cut-off body is replaced by the 413
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, tracked_send)
+        except Exception:
+            if not refused:
+                raise
+        if refused and not started:
+            await self._refuse(send)

@@ -27,15 +27,18 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from lokey.backends import ENV_BUS_URL, ENV_I2C_BUS_NUMBER, bus_url_from_env, parse_bus_url
 
 __all__ = [
+    "API_ENV",
     "CONTROLLER_ENV",
     "FORTUNA_ENV",
     "VIRTIO_ENV",
+    "ApiSettings",
     "ControllerSettings",
     "FortunaSettings",
     "LogLevel",
     "ServiceSettings",
     "SettingsError",
     "VirtioSettings",
+    "load_api_settings",
     "load_controller_settings",
     "load_fortuna_settings",
     "load_virtio_settings",
@@ -371,6 +374,168 @@ def load_virtio_settings(env: Mapping[str, str]) -> VirtioSettings:
     if ENV_PIPE_PATH in env and not env[ENV_PIPE_PATH].strip():
         values[ENV_PIPE_PATH] = ""
     return _load(VirtioSettings, values)
+
+
+SeedingSource = Literal["trng", "fortuna", "both"]
+ENV_VIRTIO_ADDR: Final = "VIRTIO_ADDR"
+MAX_INTERVAL_MS: Final = 3_600_000  # one hour: a slower poll is a typo
+MAX_TIMEOUT_S: Final = 300.0
+MAX_LOW_WATER: Final = 1 << 30  # 1 GiB of Fortuna output waiting in the queue is plenty
+MAX_SEED_SAMPLES: Final = 256  # the Fortuna service's /seed cap (seeds per request)
+MIN_FIRST_SEED_SAMPLES: Final = 2  # design.md "Fortuna start-up": >= 64 bytes = two samples
+
+
+def _address(value: object) -> object:
+    """An ``http(s)://host[:port]`` base URL without a trailing slash."""
+    if value is None:
+        return None
+    text = str(value).strip().rstrip("/")
+    if not text:
+        return None
+    if not text.startswith(("http://", "https://")) or any(c in text for c in " \r\n\x00"):
+        raise ValueError("must be an http:// or https:// base URL such as http://127.0.0.1:8081")
+    return text
+
+
+def _bool_word(value: object) -> object:
+    """``true``/``false`` in any case (also 1/0, yes/no), as an operator would write them."""
+    if isinstance(value, bool) or not isinstance(value, str):
+        return value
+    text = value.strip().lower()
+    words = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+    if text not in words:
+        raise ValueError("must be true or false")
+    return words[text]
+
+
+Flag = Annotated[bool, BeforeValidator(_bool_word)]
+
+
+class ApiSettings(ServiceSettings):
+    """Environment of the API service (spec/service-api.md §6.1 plus LoKey's additions).
+
+    Queue sizes and the VirtIO seeding source and interval are also persisted in the store and
+    changeable at run time: a variable that is **set** wins at start-up (the operator's intent);
+    an unset one leaves the persisted value, else the default (:attr:`explicit`).
+    ``VIRTIO_ADDR`` set but blank disables VirtIO seeding (``/api/v1/health`` then reports
+    ``virtio: false``). ``GIN_MODE`` is accepted and ignored (it is simply not read).
+    """
+
+    port: int = Field(default=8080, ge=1, le=65535, validation_alias="PORT")
+    cors_origin: Annotated[str, AfterValidator(_cors_origin)] = Field(
+        default="*", validation_alias="LOKEY_CORS_ORIGIN"
+    )
+    db_path: Path = Field(default=Path("/data/api.db"), validation_alias="DB_PATH")
+    db_implementation: str = Field(default="lmdb", validation_alias="DB_IMPLEMENTATION")
+    db_sync: Flag = Field(default=True, validation_alias="DB_SYNC")
+    controller_addr: Annotated[str, BeforeValidator(_address)] = Field(
+        default="http://controller:8081", validation_alias="CONTROLLER_ADDR"
+    )
+    fortuna_addr: Annotated[str, BeforeValidator(_address)] = Field(
+        default="http://fortuna:8082", validation_alias="FORTUNA_ADDR"
+    )
+    virtio_addr: Annotated[str | None, BeforeValidator(_address)] = Field(
+        default="http://virtio:8083", validation_alias=ENV_VIRTIO_ADDR
+    )
+    trng_queue_size: int = Field(
+        default=1_000_000, ge=MIN_QUEUE_SIZE, le=MAX_QUEUE_SIZE, validation_alias="TRNG_QUEUE_SIZE"
+    )
+    fortuna_queue_size: int = Field(
+        default=1_000_000,
+        ge=MIN_QUEUE_SIZE,
+        le=MAX_QUEUE_SIZE,
+        validation_alias="FORTUNA_QUEUE_SIZE",
+    )
+    virtio_queue_size: int = Field(
+        default=500_000, ge=MIN_QUEUE_SIZE, le=MAX_QUEUE_SIZE, validation_alias="VIRTIO_QUEUE_SIZE"
+    )
+    trng_poll_interval_ms: int = Field(
+        default=100, ge=1, le=MAX_INTERVAL_MS, validation_alias="TRNG_POLL_INTERVAL_MS"
+    )
+    fortuna_poll_interval_ms: int = Field(
+        default=100, ge=1, le=MAX_INTERVAL_MS, validation_alias="FORTUNA_POLL_INTERVAL_MS"
+    )
+    virtio_poll_interval_ms: int = Field(
+        default=100, ge=1, le=MAX_INTERVAL_MS, validation_alias="VIRTIO_POLL_INTERVAL_MS"
+    )
+    virtio_seeding_source: SeedingSource = Field(
+        default="trng", validation_alias="VIRTIO_SEEDING_SOURCE"
+    )
+    virtio_seed_interval_s: int = Field(
+        default=30, ge=10, le=3600, validation_alias="VIRTIO_SEED_INTERVAL_SECONDS"
+    )
+    trng_apt_window_size: int | None = Field(default=None, validation_alias="TRNG_APT_WINDOW_SIZE")
+    fortuna_seed_interval_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=MAX_COOLDOWN_S,
+        allow_inf_nan=False,
+        validation_alias="FORTUNA_SEED_INTERVAL_SECONDS",
+    )
+    fortuna_seed_samples: int = Field(
+        default=32,
+        ge=MIN_FIRST_SEED_SAMPLES,
+        le=MAX_SEED_SAMPLES,
+        validation_alias="FORTUNA_SEED_SAMPLES",
+    )
+    allow_peek: Flag = Field(default=False, validation_alias="ALLOW_PEEK")
+    http_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=MAX_TIMEOUT_S,
+        allow_inf_nan=False,
+        validation_alias="LOKEY_HTTP_TIMEOUT_S",
+    )
+    trng_poll_samples: int = Field(
+        default=4, ge=1, le=100, validation_alias="LOKEY_TRNG_POLL_SAMPLES"
+    )
+    fortuna_low_water_bytes: int = Field(
+        default=4 << 20, ge=0, le=MAX_LOW_WATER, validation_alias="LOKEY_FORTUNA_LOW_WATER_BYTES"
+    )
+    virtio_seed_bytes: int = Field(
+        default=16 << 10, ge=32, le=1 << 20, validation_alias="LOKEY_VIRTIO_SEED_BYTES"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _blank_virtio_addr_disables(cls, data: object) -> object:
+        """``VIRTIO_ADDR=`` in the process environment disables VirtIO seeding (spec §6.1)."""
+        if (
+            not _EXPLICIT.get()
+            and isinstance(data, dict)
+            and ENV_VIRTIO_ADDR not in data
+            and ENV_VIRTIO_ADDR in os.environ
+            and not os.environ[ENV_VIRTIO_ADDR].strip()
+        ):
+            return {**data, ENV_VIRTIO_ADDR: ""}
+        return data
+
+    @property
+    def in_memory(self) -> bool:
+        """``DB_IMPLEMENTATION=channel`` exactly selects the in-memory store (spec §6.1)."""
+        return self.db_implementation == "channel"
+
+    @property
+    def explicit(self) -> frozenset[str]:
+        """The fields whose variables were set (they override persisted run-time values)."""
+        return frozenset(self.model_fields_set)
+
+
+#: The environment variables the API reads (for documentation and ``load_*``).
+API_ENV: Final = tuple(str(field.validation_alias) for field in ApiSettings.model_fields.values())
+
+
+def load_api_settings(env: Mapping[str, str]) -> ApiSettings:
+    """The API service's settings from ``env`` only (never the process environment).
+
+    Blank values count as unset, except ``VIRTIO_ADDR``: present and blank, it disables VirtIO
+    seeding. Raises :class:`SettingsError` whose message has one line per problem, each naming
+    the variable.
+    """
+    values = {name: env[name] for name in API_ENV if env.get(name, "").strip()}
+    if ENV_VIRTIO_ADDR in env and not env[ENV_VIRTIO_ADDR].strip():
+        values[ENV_VIRTIO_ADDR] = ""
+    return _load(ApiSettings, values)
 
 
 def _explain(exc: ValidationError) -> str:
