@@ -2,9 +2,9 @@
 
 ``lokey assess FILE`` judges a file of raw TRNG bytes with the SP 800-90B health tests and the
 SP 800-22 battery. ``lokey provision`` shows, and with ``--yes`` applies, the chip's RNG
-configuration. ``lokey serve controller``, ``lokey serve fortuna`` and ``lokey serve virtio``
-run the controller, Fortuna and VirtIO services (settings from the environment,
-spec/service-api.md §6.2-§6.4). Exit status:
+configuration. ``lokey serve controller``, ``lokey serve fortuna``, ``lokey serve virtio`` and
+``lokey serve api`` run the four services (settings from the environment,
+spec/service-api.md §6). Exit status:
 0 success (the data passes; provisioning done or nothing to do; the service stopped cleanly),
 1 failure (the data fails; the chip refused), 2 the command could not run (bad input, options or
 settings, a bus that cannot be opened).
@@ -169,6 +169,22 @@ def _parser() -> argparse.ArgumentParser:
             "come from the environment: PORT, VIRTIO_QUEUE_SIZE, VIRTIO_PIPE_PATH (empty "
             "disables the pipe), LOKEY_VIRTIO_PIPE_MODE, LOKEY_VIRTIO_PIPE_SIZE, LOG_LEVEL, "
             "LOKEY_CORS_ORIGIN."
+        ),
+    )
+    _add_service(
+        services,
+        "api",
+        8080,
+        help="the API (/api/v1/data, /api/v1/config/*, /api/v1/status, /api/v1/health, /metrics)",
+        description=(
+            "Serve random data from the TRNG and Fortuna queues (spec/service-api.md §1): it "
+            "polls the controller and Fortuna, seeds Fortuna and VirtIO, and keeps its queues "
+            "in LMDB at DB_PATH. Settings come from the environment: PORT, DB_PATH, "
+            "DB_IMPLEMENTATION, DB_SYNC, CONTROLLER_ADDR, FORTUNA_ADDR, VIRTIO_ADDR, "
+            "TRNG_QUEUE_SIZE, FORTUNA_QUEUE_SIZE, VIRTIO_QUEUE_SIZE, TRNG_POLL_INTERVAL_MS, "
+            "FORTUNA_POLL_INTERVAL_MS, VIRTIO_POLL_INTERVAL_MS, VIRTIO_SEEDING_SOURCE, "
+            "VIRTIO_SEED_INTERVAL_SECONDS, FORTUNA_SEED_INTERVAL_SECONDS, FORTUNA_SEED_SAMPLES, "
+            "TRNG_APT_WINDOW_SIZE, ALLOW_PEEK, LOG_LEVEL and the LOKEY_* variables in the README."
         ),
     )
     return parser

@@ -1,8 +1,8 @@
 """``python -m lokey.services SERVICE``: run one service in the foreground.
 
-SERVICE is ``controller``, ``fortuna`` or ``virtio``. ``lokey serve SERVICE`` execs this module (the
-``lokey`` command and the services are independent siblings of the top layer, so the command
-starts a service as a program rather than importing it, as ``lokey up`` starts all four).
+SERVICE is ``controller``, ``fortuna``, ``virtio`` or ``api``. ``lokey serve SERVICE`` execs this
+module (the ``lokey`` command and the services are independent siblings of the top layer, so the
+command starts a service as a program rather than importing it, as ``lokey up`` starts all four).
 Settings come from the environment; invalid settings exit 2 with one line naming each bad
 variable; a clean stop (SIGTERM / SIGINT) exits 0.
 """
@@ -15,19 +15,24 @@ import os
 import sys
 from collections.abc import Sequence
 
+from lokey.errors import StoreError
 from lokey.services import server
+from lokey.services.api import create_api_app
 from lokey.services.controller import create_controller_app
 from lokey.services.fortuna import create_fortuna_app
 from lokey.services.settings import (
+    ApiSettings,
     ControllerSettings,
     FortunaSettings,
     SettingsError,
     VirtioSettings,
+    load_api_settings,
     load_controller_settings,
     load_fortuna_settings,
     load_virtio_settings,
 )
 from lokey.services.virtio import create_virtio_app
+from lokey.store import resolve_db_path
 
 __all__ = ["EXIT_USAGE", "main"]
 
@@ -56,20 +61,27 @@ def _parser() -> argparse.ArgumentParser:
     virtio = services.add_parser("virtio", help="the VirtIO byte ring (HTTP and named pipe)")
     virtio.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1")
     virtio.add_argument("--port", type=_port, default=None, help="default: $PORT, else 8083")
+    api = services.add_parser("api", help="the API: queues, formats, status")
+    api.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1")
+    api.add_argument("--port", type=_port, default=None, help="default: $PORT, else 8080")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    settings: ControllerSettings | FortunaSettings | VirtioSettings
+    settings: ControllerSettings | FortunaSettings | VirtioSettings | ApiSettings
     try:
-        if args.service == "fortuna":
+        if args.service == "api":
+            settings = load_api_settings(os.environ)
+            if not settings.in_memory:
+                resolve_db_path(settings.db_path)  # a clear error now, not a lifespan traceback
+        elif args.service == "fortuna":
             settings = load_fortuna_settings(os.environ)
         elif args.service == "virtio":
             settings = load_virtio_settings(os.environ)
         else:
             settings = load_controller_settings(os.environ)
-    except SettingsError as error:
+    except (SettingsError, StoreError) as error:
         print(f"lokey serve {args.service}: {error}", file=sys.stderr)
         return EXIT_USAGE
     logging.basicConfig(
@@ -77,7 +89,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     port = args.port if args.port is not None else settings.port
-    if isinstance(settings, FortunaSettings):
+    if isinstance(settings, ApiSettings):
+        app = create_api_app(settings)
+    elif isinstance(settings, FortunaSettings):
         app = create_fortuna_app(settings)
     elif isinstance(settings, VirtioSettings):
         app = create_virtio_app(settings)

@@ -1,0 +1,702 @@
+"""The API service (port 8080): queues, formats, configuration, status (spec/service-api.md §1).
+
+Build it with :func:`create_api_app` from an :class:`~lokey.services.settings.ApiSettings`.
+The lifespan opens the store (LMDB at ``DB_PATH``, or memory with ``DB_IMPLEMENTATION=channel``),
+one ``httpx.AsyncClient`` with the timeout, and the background jobs (:mod:`.background`); it
+closes them in reverse order. Store calls always run in worker threads, never on the event loop.
+
+What LoKey does where the reference is wrong (spec §1.2-§1.8, §8):
+
+* ``POST /api/v1/data`` (and ``GET`` with the same query parameters, for curl): exactly
+  ``limit`` values decoded from the queue's byte stream across item boundaries; ``offset``
+  counts values and the skipped bytes stay queued; delete-on-read by default, committed before
+  the answer leaves; not enough data → **503** with Retry-After, never a short 200. ``consume:
+  false`` (a peek) needs ``ALLOW_PEEK=true`` and is marked ``X-LoKey-Consumed: false``.
+* Validation errors are 400 ``{"error"}`` naming the field as the client wrote it; malformed JSON
+  is the reference's ``Invalid request body``; bodies over 64 KiB get 413.
+* ``PUT /api/v1/config/queue`` resizes every back-end; ``/config/virtio`` changes the VirtIO
+  ring size only (forwarded with a timeout), switches the seeding source at once and takes an
+  optional ``seed_interval_seconds``; configuration is persisted in the store.
+* ``/metrics`` computes the sixteen gauges at scrape time, plus LoKey's counters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Annotated, Final, Literal
+
+import anyio.to_thread
+import httpx
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from lokey.clock import Clock, SystemClock
+from lokey.errors import NotEnoughDataError, StoreError
+from lokey.quality.legacy import apt_window_from_setting
+from lokey.services.api.background import (
+    Background,
+    PollSettings,
+    Runtime,
+    TrngQuality,
+    run_loop,
+)
+from lokey.services.api.formats import DataFormat, decode
+from lokey.services.api.peers import STATUS_TIMEOUT_S, PeerError, Peers
+from lokey.services.api.views import (
+    Scrape,
+    ScrapeCollector,
+    VirtioLevel,
+    breaker_view,
+    database_view,
+    health_tests_view,
+    queue_view,
+    usage_view,
+    virtio_view,
+)
+from lokey.services.common import error_response, new_app, rfc3339_now, strict_int
+from lokey.services.settings import MAX_QUEUE_SIZE, MIN_QUEUE_SIZE, ApiSettings
+from lokey.store import SOURCES, QueueStore, Source, open_store, resolve_db_path
+
+__all__ = [
+    "BODY_ERROR",
+    "MAX_LIMIT",
+    "NO_DATA_ERROR",
+    "PEEK_ERROR",
+    "VIRTIO_SOURCE_ERROR",
+    "ApiService",
+    "create_api_app",
+]
+
+log = logging.getLogger("lokey.services.api")
+
+BODY_ERROR: Final = "Invalid request body"  # spec §0 / §1.2, verbatim
+NO_DATA_ERROR: Final = "No data available"  # spec §1.2, verbatim
+RETRIEVE_ERROR: Final = "Failed to retrieve data"  # spec §1.2: a store failure
+STATUS_ERROR: Final = "Failed to get system status"  # spec §1.6
+DB_UNHEALTHY_ERROR: Final = "Database is not healthy"  # spec §1.3
+UPDATE_QUEUE_ERROR: Final = "Failed to update queue configuration"  # spec §1.3
+VIRTIO_SOURCE_ERROR: Final = (  # spec §1.2: VirtIO is a consumer endpoint
+    "VirtIO is a consumer endpoint, not a data source: use source 'trng' or 'fortuna', "
+    "or read the named pipe /var/run/lokey/virtio-rng, or GET /stream on the VirtIO service"
+)
+PEEK_ERROR: Final = (
+    "consume=false (reading without consuming) is disabled: the same bytes could be served "
+    "twice; the operator can enable it for diagnostics with ALLOW_PEEK=true"
+)
+MAX_LIMIT: Final = 100_000  # spec §1.2
+MAX_BODY_BYTES: Final = 64 << 10  # every API body is a few dozen bytes
+NO_DATA_RETRY_S: Final = 1
+_CONFIG_CONSUME = "consume"
+_CONFIG_VIRTIO_SOURCE = "virtio_seeding_source"
+_CONFIG_VIRTIO_INTERVAL = "virtio_seed_interval_seconds"
+_CONFIG_VIRTIO_SIZE = "virtio_queue_size"
+
+
+# -- request bodies (their JSON schemas are the OpenAPI document's) ----------------------------
+
+SourceName = Literal["trng", "fortuna", "virtio"]
+SeedingSource = Literal["trng", "fortuna", "both"]
+QueueSize = Annotated[StrictInt, Field(ge=MIN_QUEUE_SIZE, le=MAX_QUEUE_SIZE)]
+
+
+class DataRequest(BaseModel):
+    """``POST /api/v1/data`` (spec §1.2)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    format: DataFormat
+    limit: Annotated[StrictInt, Field(ge=1, le=MAX_LIMIT)]
+    offset: Annotated[StrictInt, Field(ge=0)] = 0
+    source: SourceName
+    consume: StrictBool | None = None
+
+
+def _decimal(value: object) -> object:
+    """Query integers as plain ASCII decimal digits (``5.0``, ``1_0``, `` 5`` are refused)."""
+    if isinstance(value, str) and strict_int(value, 0, 10**18) is None:
+        raise ValueError("must be a decimal integer")
+    return value
+
+
+def _true_false(value: object) -> object:
+    if isinstance(value, str):
+        if value not in ("true", "false"):
+            raise ValueError("must be true or false")
+        return value == "true"
+    return value
+
+
+class DataQuery(BaseModel):
+    """``GET /api/v1/data``: the same fields as query parameters (text, parsed as numbers)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    format: DataFormat
+    limit: Annotated[int, BeforeValidator(_decimal), Field(ge=1, le=MAX_LIMIT)]
+    offset: Annotated[int, BeforeValidator(_decimal), Field(ge=0)] = 0
+    source: SourceName
+    consume: Annotated[bool | None, BeforeValidator(_true_false)] = None
+
+    def request(self) -> DataRequest:
+        return DataRequest(**self.model_dump())
+
+
+class QueueConfig(BaseModel):
+    """``PUT /api/v1/config/queue``: all three required, 10..1,000,000 (spec §1.3)."""
+
+    trng_queue_size: QueueSize
+    fortuna_queue_size: QueueSize
+    virtio_queue_size: QueueSize
+
+
+class ConsumeConfig(BaseModel):
+    """``PUT /api/v1/config/consume`` (spec §1.4)."""
+
+    consume: StrictBool
+
+
+class VirtioConfig(BaseModel):
+    """``PUT /api/v1/config/virtio`` (spec §1.5, plus LoKey's optional interval)."""
+
+    seeding_source: SeedingSource
+    queue_size: QueueSize
+    seed_interval_seconds: Annotated[StrictInt, Field(ge=10, le=3600)] | None = None
+
+
+# -- the service ---------------------------------------------------------------------------------
+
+
+@dataclass
+class ApiService:
+    """What the routes share; built by the lifespan."""
+
+    settings: ApiSettings
+    store: QueueStore
+    peers: Peers
+    runtime: Runtime
+    quality: TrngQuality
+    background: Background
+    virtio_size: int  # the last VirtIO ring size configured here (fallback for GET)
+    requests: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    bytes_served: Counter[str] = field(default_factory=Counter)
+
+    async def persist(self, values: dict[str, object]) -> None:
+        await anyio.to_thread.run_sync(self.store.update_config, values)
+
+    async def virtio_level(self) -> VirtioLevel:
+        if self.peers.virtio is None:
+            return VirtioLevel()
+        try:
+            answer = await self.peers.virtio_queue(timeout=STATUS_TIMEOUT_S)
+            return VirtioLevel.from_answer(answer)
+        except PeerError:
+            return VirtioLevel()
+
+
+def _open_store(settings: ApiSettings) -> QueueStore:
+    if settings.in_memory:
+        return open_store("channel", None)
+    return open_store("lmdb", resolve_db_path(settings.db_path), sync=settings.db_sync)
+
+
+def _apply_start_config(settings: ApiSettings, store: QueueStore) -> tuple[Runtime, int]:
+    """Explicitly set variables win; otherwise the persisted run-time values; else defaults."""
+    explicit = settings.explicit
+    first_run = not store.config().get("configured")
+    for source, name in (("trng", "trng_queue_size"), ("fortuna", "fortuna_queue_size")):
+        wanted: int = getattr(settings, name)
+        if (name in explicit or first_run) and store.stats(source).capacity != wanted:  # type: ignore[arg-type]
+            store.resize(source, wanted)  # type: ignore[arg-type]
+    saved = store.config()
+    consume = saved.get(_CONFIG_CONSUME, True)
+    if not isinstance(consume, bool) or (not consume and not settings.allow_peek):
+        if consume is False:
+            log.warning("the saved consume=false needs ALLOW_PEEK=true; consuming reads apply")
+        consume = True
+    source = settings.virtio_seeding_source
+    if "virtio_seeding_source" not in explicit and saved.get(_CONFIG_VIRTIO_SOURCE) in (
+        "trng",
+        "fortuna",
+        "both",
+    ):
+        source = str(saved[_CONFIG_VIRTIO_SOURCE])
+    interval = settings.virtio_seed_interval_s
+    saved_interval = saved.get(_CONFIG_VIRTIO_INTERVAL)
+    if "virtio_seed_interval_s" not in explicit and isinstance(saved_interval, int):
+        interval = saved_interval
+    size = settings.virtio_queue_size
+    saved_size = saved.get(_CONFIG_VIRTIO_SIZE)
+    if "virtio_queue_size" not in explicit and isinstance(saved_size, int):
+        size = saved_size
+    store.update_config(
+        {
+            _CONFIG_CONSUME: consume,
+            _CONFIG_VIRTIO_SOURCE: source,
+            _CONFIG_VIRTIO_INTERVAL: interval,
+            _CONFIG_VIRTIO_SIZE: size,
+            "configured": True,
+        }
+    )
+    return Runtime(consume=consume, virtio_source=source, virtio_interval_s=interval), size
+
+
+def _poll_settings(settings: ApiSettings) -> PollSettings:
+    return PollSettings(
+        trng_interval_s=settings.trng_poll_interval_ms / 1000,
+        trng_samples=settings.trng_poll_samples,
+        fortuna_interval_s=settings.fortuna_poll_interval_ms / 1000,
+        fortuna_low_water=settings.fortuna_low_water_bytes,
+        fortuna_seed_interval_s=settings.fortuna_seed_interval_s,
+        fortuna_seed_samples=settings.fortuna_seed_samples,
+        virtio_poll_s=settings.virtio_poll_interval_ms / 1000,
+        virtio_seed_bytes=settings.virtio_seed_bytes,
+    )
+
+
+def _service(request: Request) -> ApiService:
+    service: ApiService = request.app.state.lokey
+    return service
+
+
+# -- errors --------------------------------------------------------------------------------------
+
+
+def _field_name(loc: tuple[object, ...]) -> str:
+    return ".".join(str(part) for part in loc if part not in ("body", "query"))
+
+
+async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
+    """400 naming each field as the client wrote it; malformed or non-object JSON is the
+    reference's ``Invalid request body``."""
+    assert isinstance(exc, RequestValidationError)
+    problems: list[str] = []
+    for error in exc.errors():
+        loc = tuple(error.get("loc", ()))
+        if error.get("type") == "json_invalid" or loc == ("body",):
+            return error_response(400, BODY_ERROR)
+        name = _field_name(loc)
+        message = str(error.get("msg", "invalid"))
+        problems.append(f"{name}: {message}" if name else message)
+    return error_response(400, "; ".join(problems) or BODY_ERROR)
+
+
+class JsonBodiesMiddleware:
+    """Every request body is JSON, whatever its ``Content-Type`` says.
+
+    The reference binds bodies with gin's ``ShouldBindJSON``, which ignores the header, so
+    ``curl -d '{...}'`` (sent as ``application/x-www-form-urlencoded``) works; FastAPI would
+    refuse it. The header is rewritten before routing; the body is not touched.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] in ("POST", "PUT", "PATCH"):
+            headers = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
+            headers.append((b"content-type", b"application/json"))
+            scope = {**scope, "headers": headers}
+        await self.app(scope, receive, send)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    """The framework's own 400 for a body it cannot even decode (not UTF-8, nested too deep)
+    is the reference's ``Invalid request body``; everything else keeps its detail."""
+    assert isinstance(exc, StarletteHTTPException)
+    message = BODY_ERROR if exc.status_code == 400 else str(exc.detail)
+    return error_response(exc.status_code, message, headers=exc.headers)
+
+
+async def _store_error(request: Request, exc: Exception) -> JSONResponse:
+    """A store failure is the server's fault (500, the spec's string), never the client's."""
+    log.error("the store failed %s %s: %s", request.method, request.url.path, exc)
+    message = (
+        UPDATE_QUEUE_ERROR if request.url.path == "/api/v1/config/queue" else DB_UNHEALTHY_ERROR
+    )
+    return error_response(500, message)
+
+
+# -- data ----------------------------------------------------------------------------------------
+
+
+def _render(fmt: DataFormat, data: bytes) -> bytes:
+    return json.dumps(decode(fmt, data), separators=(",", ":")).encode()
+
+
+async def _serve_data(service: ApiService, req: DataRequest) -> Response:
+    fmt = req.format.value
+    if req.source == "virtio":
+        service.requests[("virtio", fmt, "invalid")] += 1
+        return error_response(400, VIRTIO_SOURCE_ERROR)
+    source: Source = req.source
+    consume = service.runtime.consume if req.consume is None else req.consume
+    if not consume and not service.settings.allow_peek:
+        service.requests[(source, fmt, "invalid")] += 1
+        return error_response(400, PEEK_ERROR)
+    width = req.format.width
+    try:
+        data = await anyio.to_thread.run_sync(
+            lambda: service.store.take(
+                source, req.limit * width, skip=req.offset * width, consume=consume
+            )
+        )
+    except NotEnoughDataError:
+        service.requests[(source, fmt, "no_data")] += 1
+        if source == "fortuna":
+            service.background.fortuna_wake.set()
+        return error_response(503, NO_DATA_ERROR, headers={"Retry-After": str(NO_DATA_RETRY_S)})
+    except StoreError:
+        service.requests[(source, fmt, "error")] += 1
+        log.exception("the store failed a data request")
+        return error_response(500, RETRIEVE_ERROR)
+    if source == "fortuna" and consume:
+        service.background.fortuna_wake.set()
+    service.requests[(source, fmt, "ok")] += 1
+    service.bytes_served[source] += len(data)
+    headers = {"X-LoKey-Consumed": "true" if consume else "false"}
+    if req.format is DataFormat.BINARY:
+        headers["Content-Disposition"] = "attachment; filename=random.bin"
+        return Response(data, media_type="application/octet-stream", headers=headers)
+    body = await run_in_threadpool(_render, req.format, data)
+    return Response(body, media_type="application/json", headers=headers)
+
+
+# -- the app -------------------------------------------------------------------------------------
+
+
+def create_api_app(
+    settings: ApiSettings,
+    *,
+    clock: Clock | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    start_background: bool = True,
+) -> FastAPI:
+    """The API service as a FastAPI app; opens nothing until its lifespan starts.
+
+    ``clock`` drives the seeding breakers and VirtIO interval (default: the system clock);
+    ``transport`` replaces the network under the HTTP client (tests simulating a failing
+    peer); ``start_background`` False leaves the polling and seeding steps to the caller
+    (``app.state.lokey.background``).
+    """
+    the_clock = clock or SystemClock()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = await anyio.to_thread.run_sync(_open_store, settings)
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            runtime, virtio_size = await anyio.to_thread.run_sync(
+                _apply_start_config, settings, store
+            )
+            async with httpx.AsyncClient(
+                timeout=settings.http_timeout_s, transport=transport
+            ) as client:
+                peers = Peers(
+                    client,
+                    controller=settings.controller_addr,
+                    fortuna=settings.fortuna_addr,
+                    virtio=settings.virtio_addr,
+                )
+                quality = TrngQuality(apt_window_from_setting(settings.trng_apt_window_size))
+                background = Background(
+                    store=store,
+                    peers=peers,
+                    clock=the_clock,
+                    runtime=runtime,
+                    quality=quality,
+                    config=_poll_settings(settings),
+                )
+                app.state.lokey = ApiService(
+                    settings, store, peers, runtime, quality, background, virtio_size
+                )
+                if start_background:
+                    jobs = (
+                        ("trng poll", background.poll_trng, None),
+                        ("fortuna poll", background.poll_fortuna, background.fortuna_wake),
+                        ("fortuna seeding", background.seed_fortuna, None),
+                        ("virtio seeding", background.seed_virtio, background.virtio_wake),
+                    )
+                    tasks = [
+                        asyncio.create_task(run_loop(name, step, wake), name=name)
+                        for name, step, wake in jobs
+                    ]
+                try:
+                    yield
+                finally:
+                    for task in tasks:
+                        task.cancel()
+                    for task in tasks:
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await task
+                    del app.state.lokey
+        finally:
+            await anyio.to_thread.run_sync(store.close)
+
+    app = new_app(
+        title="LoKey API",
+        summary="Random data from the ATECC608A TRNG and Fortuna (spec/service-api.md §1)",
+        lifespan=lifespan,
+        cors_origin=settings.cors_origin,
+        body_limit=MAX_BODY_BYTES,
+    )
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(StoreError, _store_error)
+    app.add_middleware(JsonBodiesMiddleware)
+    _data_routes(app)
+    _config_routes(app)
+    _status_routes(app)
+    return app
+
+
+def _data_routes(app: FastAPI) -> None:
+    @app.post("/api/v1/data", tags=["data"])
+    async def post_data(request: Request, body: DataRequest) -> Response:
+        """Random values (JSON array) or bytes (``binary``); exactly ``limit`` of them."""
+        return await _serve_data(_service(request), body)
+
+    @app.get("/api/v1/data", tags=["data"])
+    async def get_data(request: Request, query: Annotated[DataQuery, Query()]) -> Response:
+        """The same as ``POST``, with the fields as query parameters (for curl)."""
+        repeated = sorted(
+            {name for name, _ in request.query_params.multi_items()}
+            & {
+                name
+                for name in DataQuery.model_fields
+                if len(request.query_params.getlist(name)) > 1
+            }
+        )
+        if repeated:
+            return error_response(400, f"{repeated[0]}: given more than once")
+        return await _serve_data(_service(request), query.request())
+
+
+def _config_routes(app: FastAPI) -> None:
+    @app.get("/api/v1/config/queue", tags=["config"])
+    async def get_queue(request: Request) -> JSONResponse:
+        service = _service(request)
+        if not await anyio.to_thread.run_sync(service.store.healthy):
+            return error_response(500, DB_UNHEALTHY_ERROR)
+        stats = {s: await anyio.to_thread.run_sync(service.store.stats, s) for s in SOURCES}
+        level = await service.virtio_level()
+        return JSONResponse(
+            {
+                "trng_queue_size": stats["trng"].capacity,
+                "fortuna_queue_size": stats["fortuna"].capacity,
+                "virtio_queue_size": level.queue_size if level.reachable else service.virtio_size,
+            }
+        )
+
+    @app.put("/api/v1/config/queue", tags=["config"])
+    async def put_queue(request: Request, body: QueueConfig) -> JSONResponse:
+        service = _service(request)
+
+        def resize() -> None:
+            service.store.resize("trng", body.trng_queue_size)
+            service.store.resize("fortuna", body.fortuna_queue_size)
+            service.store.update_config({_CONFIG_VIRTIO_SIZE: body.virtio_queue_size})
+
+        await anyio.to_thread.run_sync(resize)
+        service.virtio_size = body.virtio_queue_size
+        forwarded = await _forward_virtio_size(service, body.virtio_queue_size)
+        return JSONResponse({**body.model_dump(), "virtio_forwarded": forwarded})
+
+    @app.get("/api/v1/config/consume", tags=["config"])
+    async def get_consume(request: Request) -> JSONResponse:
+        return JSONResponse({"consume": _service(request).runtime.consume})
+
+    @app.put("/api/v1/config/consume", tags=["config"])
+    async def put_consume(request: Request, body: ConsumeConfig) -> JSONResponse:
+        service = _service(request)
+        if not body.consume and not service.settings.allow_peek:
+            return error_response(400, PEEK_ERROR)
+        await service.persist({_CONFIG_CONSUME: body.consume})
+        service.runtime.consume = body.consume
+        return JSONResponse({"consume": body.consume})
+
+    async def get_virtio(request: Request) -> JSONResponse:
+        service = _service(request)
+        level = await service.virtio_level()
+        return JSONResponse(
+            {
+                "seeding_source": service.runtime.virtio_source,
+                "queue_size": level.queue_size if level.reachable else service.virtio_size,
+                "seed_interval_seconds": service.runtime.virtio_interval_s,
+            }
+        )
+
+    async def put_virtio(request: Request, body: VirtioConfig) -> JSONResponse:
+        service = _service(request)
+        interval = body.seed_interval_seconds or service.runtime.virtio_interval_s
+        await service.persist(
+            {
+                _CONFIG_VIRTIO_SOURCE: body.seeding_source,
+                _CONFIG_VIRTIO_INTERVAL: interval,
+                _CONFIG_VIRTIO_SIZE: body.queue_size,
+            }
+        )
+        service.runtime.virtio_source = body.seeding_source
+        service.runtime.virtio_interval_s = interval
+        service.virtio_size = body.queue_size
+        service.background.virtio_interval_changed()
+        forwarded = await _forward_virtio_size(service, body.queue_size)
+        return JSONResponse(
+            {
+                "seeding_source": body.seeding_source,
+                "queue_size": body.queue_size,
+                "seed_interval_seconds": interval,
+                "virtio_forwarded": forwarded,
+            }
+        )
+
+    for path in ("/api/v1/config/virtio", "/config/virtio"):
+        app.add_api_route(path, get_virtio, methods=["GET"], tags=["config"])
+        app.add_api_route(path, put_virtio, methods=["PUT"], tags=["config"])
+
+
+async def _forward_virtio_size(service: ApiService, size: int) -> bool:
+    if service.peers.virtio is None:
+        return False
+    try:
+        await service.peers.resize_virtio(size)
+    except PeerError as exc:
+        log.warning("VirtIO ring size not forwarded: %s", exc)
+        return False
+    return True
+
+
+def _status_routes(app: FastAPI) -> None:
+    @app.get("/api/v1/status", tags=["status"])
+    async def status(request: Request) -> JSONResponse:
+        service = _service(request)
+        store = service.store
+
+        def read() -> dict[str, object]:
+            body: dict[str, object] = {s: queue_view(store.stats(s)) for s in SOURCES}
+            body["database"] = database_view(store.database())
+            body["usage"] = {s: usage_view(store.usage(s)) for s in SOURCES}
+            return body
+
+        try:
+            body = await anyio.to_thread.run_sync(read)
+        except StoreError:
+            log.exception("status: the store failed")
+            return error_response(500, STATUS_ERROR)
+        body["virtio"] = virtio_view(await service.virtio_level())
+        quality = service.quality
+        body["trng_quality"] = quality.legacy().to_dict()
+        body["health_tests"] = health_tests_view(
+            quality.health(),
+            batches_rejected=quality.batches_rejected,
+            last_failure=quality.last_failure,
+        )
+        body["seeding"] = _seeding_view(service)
+        ordered = ("trng", "fortuna", "virtio", "database", "trng_quality", "health_tests")
+        return JSONResponse({key: body[key] for key in (*ordered, "seeding", "usage")})
+
+    async def health(request: Request) -> JSONResponse:
+        service = _service(request)
+        details: dict[str, bool] = {"api": True, **await service.peers.health()}
+        details["database"] = await anyio.to_thread.run_sync(service.store.healthy)
+        return JSONResponse(
+            {
+                "status": "ok" if all(details.values()) else "degraded",
+                "timestamp": rfc3339_now(),
+                "details": details,
+            }
+        )
+
+    app.add_api_route("/api/v1/health", health, methods=["GET"], tags=["status"])
+    app.add_api_route("/health", health, methods=["GET"], include_in_schema=False)
+
+    @app.get("/api/v1/ready", tags=["status"])
+    async def ready(request: Request) -> JSONResponse:
+        """200 when data can be served from at least one queue, else 503."""
+        service = _service(request)
+
+        def read() -> dict[str, bool] | None:
+            if not service.store.healthy():
+                return None
+            return {s: service.store.stats(s).bytes > 0 for s in SOURCES}
+
+        sources = await anyio.to_thread.run_sync(read)
+        ok = sources is not None and any(sources.values())
+        body = {"ready": ok, "database": sources is not None, "sources": sources or {}}
+        if ok:
+            return JSONResponse(body)
+        return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
+
+    async def metrics(request: Request) -> Response:
+        service = _service(request)
+        store = service.store
+
+        def read() -> tuple[dict[str, object], int]:
+            return {s: store.stats(s) for s in SOURCES}, store.database().size_bytes
+
+        queues, size = await anyio.to_thread.run_sync(read)
+        scrape = Scrape(
+            queues=queues,  # type: ignore[arg-type]
+            virtio=await service.virtio_level(),
+            database_size=size,
+            legacy=service.quality.legacy(),
+            health=service.quality.health(),
+            batches_rejected=service.quality.batches_rejected,
+            requests=Counter(service.requests),
+            bytes_served=Counter(service.bytes_served),
+            background=Counter(service.background.counters),
+            breakers=service.background.breakers(),
+        )
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(ScrapeCollector(scrape))
+        body = await run_in_threadpool(generate_latest, registry)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    for path in ("/metrics", "/api/v1/metrics"):
+        app.add_api_route(path, metrics, methods=["GET"], tags=["status"])
+
+    async def swagger(request: Request) -> RedirectResponse:
+        """Old links to the reference's Swagger UI land on the OpenAPI UI."""
+        target = "/openapi.json" if request.url.path.endswith("doc.json") else "/docs"
+        return RedirectResponse(target, status_code=307)
+
+    for path in ("/swagger", "/swagger/index.html", "/swagger/doc.json"):
+        app.add_api_route(path, swagger, methods=["GET"], include_in_schema=False)
+
+
+def _seeding_view(service: ApiService) -> dict[str, object]:
+    background = service.background
+    breakers = background.breakers()
+    age = None
+    if background.last_fortuna_seed is not None:
+        age = round(background.clock.monotonic() - background.last_fortuna_seed, 3)
+    return {
+        "fortuna": {
+            "seeded": background.fortuna_seeded,
+            "last_round_age_s": age,
+            "last_status": background.fortuna_status,
+            "interval_s": service.settings.fortuna_seed_interval_s,
+            "samples_per_round": service.settings.fortuna_seed_samples,
+            "breaker": breaker_view(breakers["fortuna"]),
+        },
+        "virtio": {
+            "enabled": service.peers.virtio is not None,
+            "source": service.runtime.virtio_source,
+            "interval_s": service.runtime.virtio_interval_s,
+            "seeded_bytes": background.counters["virtio_seed_bytes"],
+            "breaker": breaker_view(breakers["virtio"]),
+        },
+        "counters": dict(sorted(background.counters.items())),
+    }
