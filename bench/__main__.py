@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bench import (
+    bench_api,
     bench_battery,
     bench_controller,
     bench_driver,
@@ -10,6 +11,7 @@ from bench import (
     bench_fortuna,
     bench_fortuna_http,
     bench_quality,
+    bench_store,
     bench_virtio_pipe,
     bench_virtio_stream,
 )
@@ -26,6 +28,8 @@ def main() -> int:
         bench_virtio_stream.main(),
         bench_quality.main(),
         bench_battery.main(),
+        bench_store.main(),
+        bench_api.main(),
     ]
     return 0 if all(results) else 1
 

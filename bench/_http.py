@@ -1,17 +1,21 @@
-"""A uvicorn server on a free loopback port in a thread, for the HTTP benchmarks."""
+"""Servers for the HTTP benchmarks: uvicorn in a thread, or a service as a child process."""
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import httpx
 import uvicorn
 from fastapi import FastAPI
 
-__all__ = ["serving"]
+__all__ = ["serving", "spawned"]
 
 
 def _free_port() -> int:
@@ -41,3 +45,39 @@ def serving(app: FastAPI) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=20)
+
+
+@contextmanager
+def spawned(args: list[str], env: dict[str, str], health: str = "/health") -> Iterator[str]:
+    """``python -m <args> --port P`` as a child process on a free port until ``health`` answers;
+    yields the base URL and kills the child afterwards."""
+    port = _free_port()
+    child_env = {**os.environ, "LOG_LEVEL": "WARN", **env}
+    process = subprocess.Popen(
+        [sys.executable, "-m", *args, "--port", str(port)],
+        env=child_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                _, err = process.communicate()
+                raise RuntimeError(f"{args}: exited early: {err.decode(errors='replace')}")
+            try:
+                httpx.get(base + health, timeout=1.0)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{args}: no answer on {health} within 30 s") from None
+                time.sleep(0.05)
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
