@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -491,6 +492,53 @@ def test_explicit_virtio_variables_win_over_the_persisted_settings(tmp_path: Pat
         virtio = client.get("/api/v1/config/virtio").json()
     assert virtio["seeding_source"] == "both"
     assert virtio["seed_interval_seconds"] == 60
+
+
+def test_concurrent_virtio_puts_leave_the_running_configuration_equal_to_the_saved_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Configuration changes are serialised: while one PUT is between saving and applying its
+    values, another PUT must not save and apply its own, or the service would run with one
+    configuration and restart with the other."""
+    stored = api_settings(tmp_path)
+    first = {"seeding_source": "fortuna", "queue_size": 100, "seed_interval_seconds": 60}
+    second = {"seeding_source": "both", "queue_size": 200, "seed_interval_seconds": 120}
+    with running_api(stored) as client:
+        store = api_service(client).store
+        save = store.update_config
+        first_saved = threading.Event()
+        second_answered = threading.Event()
+        saves = 0
+
+        def save_then_linger(values: Any) -> None:
+            nonlocal saves
+            save(values)
+            saves += 1
+            if saves == 1:  # the first PUT has saved and not yet applied
+                first_saved.set()
+                second_answered.wait(0.5)  # long enough for a second PUT let in meanwhile
+
+        monkeypatch.setattr(store, "update_config", save_then_linger)
+        answers: dict[str, httpx.Response] = {}
+
+        def put(name: str, body: dict[str, object]) -> None:
+            answers[name] = client.put("/api/v1/config/virtio", json=body)
+            if name == "second":
+                second_answered.set()
+
+        threads = [threading.Thread(target=put, args=("first", first))]
+        threads[0].start()
+        assert first_saved.wait(10)
+        threads.append(threading.Thread(target=put, args=("second", second)))
+        threads[1].start()
+        for thread in threads:
+            thread.join(10)
+        running = client.get("/api/v1/config/virtio").json()
+    with running_api(stored) as client:
+        saved = client.get("/api/v1/config/virtio").json()
+    assert [answers[name].status_code for name in ("first", "second")] == [200, 200]
+    assert running == saved
+    assert running == second  # applied in the order they were saved
 
 
 # -- any body --------------------------------------------------------------------------------------

@@ -13,6 +13,8 @@ import hashlib
 import json
 import logging
 import re
+import threading
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -24,6 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
+from lokey.errors import StoreError
 from lokey.services.api.views import human_size
 from lokey.services.settings import ApiSettings
 from tests.api_helpers import api_service, api_settings, running_api
@@ -692,15 +695,128 @@ def test_bad_query_values_are_400_naming_the_field(
     assert queue_status(shared, "trng") == before
 
 
-@pytest.mark.parametrize("text", ["5.0", "1_0", "1e1", " 5"])
-def test_query_integers_are_plain_decimal_digits(shared: TestClient, text: str) -> None:
-    """``limit`` is an integer as in the POST body, where 5.0 is refused; the project's query
-    rule (lokey.services.common.strict_int) reads integers as Go's strconv.Atoi does."""
-    response = shared.get(
-        "/api/v1/data", params={"format": "uint8", "limit": text, "source": "trng"}
-    )
+@pytest.mark.parametrize("field", ["limit", "offset"])
+@pytest.mark.parametrize(
+    "text",
+    ["5.0", "1_0", "1e1", " 5", "5 ", "+5", "-1", "0x5", "\uff15", "\u0665", "\u00b9"],
+    ids=[
+        "decimal-point",
+        "underscore",
+        "exponent",
+        "leading-space",
+        "trailing-space",
+        "plus-sign",
+        "minus-sign",
+        "hex",
+        "fullwidth-digit",
+        "arabic-indic-digit",
+        "superscript-one",
+    ],
+)
+def test_query_integers_are_plain_ascii_digits(shared: TestClient, field: str, text: str) -> None:
+    """``limit`` and ``offset`` are integers as in the POST body, where 5.0 is refused; in the
+    query only the ASCII digits 0-9 (no sign, no other script's digits) make one."""
+    before = queue_status(shared, "trng")
+    params = {"format": "uint8", "limit": "1", "source": "trng", field: text}
+    response = shared.get("/api/v1/data", params=params)
     assert response.status_code == 400, response.text
-    assert "limit" in error_of(response)
+    assert re.search(rf"\b{field}\b", error_of(response))
+    assert queue_status(shared, "trng") == before
+
+
+@pytest.mark.parametrize(
+    "offset", [10**18 + 1, 2**64, 10**39], ids=["above-10^18", "2^64", "40-digits"]
+)
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_any_offset_is_accepted_and_one_beyond_the_queue_is_503(
+    shared: TestClient, offset: int, method: str
+) -> None:
+    """``offset`` has no upper bound: one beyond what is queued is "No data available"."""
+    before = queue_status(shared, "trng")
+    fields = {"format": "uint8", "limit": 1, "offset": offset, "source": "trng"}
+    if method == "GET":
+        response = shared.get("/api/v1/data", params={k: str(v) for k, v in fields.items()})
+    else:
+        response = shared.post("/api/v1/data", json=fields)
+    _assert_no_data(response)
+    assert queue_status(shared, "trng") == before
+
+
+@pytest.mark.parametrize(
+    ("field", "values"),
+    [
+        ("format", ["uint8", "binary"]),
+        ("limit", ["1", "2"]),
+        ("limit", ["1", "1"]),
+        ("offset", ["0", "3"]),
+        ("source", ["trng", "fortuna"]),
+        ("consume", ["true", "true"]),
+    ],
+)
+def test_a_query_field_given_more_than_once_is_400(
+    shared: TestClient, field: str, values: list[str]
+) -> None:
+    before = queue_status(shared, "trng")
+    single = {"format": "uint8", "limit": "1", "source": "trng"}
+    query = [(k, v) for k, v in single.items() if k != field] + [(field, v) for v in values]
+    response = shared.get("/api/v1/data", params=query)
+    assert response.status_code == 400
+    assert response.json() == {"error": f"{field}: given more than once"}
+    assert queue_status(shared, "trng") == before
+
+
+# -- Cache-Control ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def peeking(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    """An app with ALLOW_PEEK=true and plenty of TRNG data (the answers only are checked)."""
+    settings_ = api_settings(tmp_path_factory.mktemp("peeking"), ALLOW_PEEK="true")
+    with running_api(settings_) as the_client:
+        api_service(the_client).store.push("trng", items(256))
+        yield the_client
+
+
+DATA_ANSWERS: dict[str, tuple[str, dict[str, Any], int]] = {
+    # name: (method, request, expected status)
+    "post-values": ("POST", {"format": "uint16", "limit": 2, "source": "trng"}, 200),
+    "post-binary": ("POST", {"format": "binary", "limit": 4, "source": "trng"}, 200),
+    "post-peek": ("POST", {"format": "uint8", "limit": 4, "source": "trng", "consume": False}, 200),
+    "get-values": ("GET", {"format": "int32", "limit": "2", "source": "trng"}, 200),
+    "get-binary": ("GET", {"format": "binary", "limit": "4", "source": "trng"}, 200),
+    "get-peek": (
+        "GET",
+        {"format": "binary", "limit": "4", "source": "trng", "consume": "false"},
+        200,
+    ),
+    "post-no-data": ("POST", {"format": "binary", "limit": 100_000, "source": "trng"}, 503),
+    "get-no-data": ("GET", {"format": "binary", "limit": "100000", "source": "trng"}, 503),
+    "post-virtio": ("POST", {"format": "uint8", "limit": 1, "source": "virtio"}, 400),
+    "get-virtio": ("GET", {"format": "uint8", "limit": "1", "source": "virtio"}, 400),
+    "post-invalid-field": ("POST", {"format": "uint8", "limit": 0, "source": "trng"}, 400),
+    "get-invalid-field": ("GET", {"format": "uint8", "limit": "x", "source": "trng"}, 400),
+    "get-repeated-field": ("GET", {"format": "uint8", "limit": ["1", "2"], "source": "trng"}, 400),
+}
+
+
+@pytest.mark.parametrize("case", DATA_ANSWERS.values(), ids=list(DATA_ANSWERS))
+def test_every_answer_to_a_data_request_says_cache_control_no_store(
+    peeking: TestClient, case: tuple[str, dict[str, Any], int]
+) -> None:
+    """A cache replaying a data answer would serve the same bytes twice (README "Data")."""
+    method, fields, status = case
+    if method == "GET":
+        response = peeking.get("/api/v1/data", params=fields)
+    else:
+        response = peeking.post("/api/v1/data", json=fields)
+    assert response.status_code == status, response.text
+    assert response.headers.get("cache-control") == "no-store"
+
+
+def test_a_refused_peek_says_cache_control_no_store(shared: TestClient) -> None:
+    response = post(shared, format="uint8", limit=1, source="trng", consume=False)
+    assert response.status_code == 400
+    assert response.headers.get("cache-control") == "no-store"
 
 
 # -- GET /api/v1/status ----------------------------------------------------------------------------
@@ -929,6 +1045,56 @@ def test_health_reports_virtio_false_when_virtio_addr_is_blank(tmp_path: Path) -
     assert all(r.url.host != "virtio.test" for r in peers.seen)
 
 
+def test_health_answers_within_2_5_s_with_database_false_when_the_store_stalls(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stalled disk must not hold the probe past Docker's 3 s HEALTHCHECK timeout (spec §0)."""
+    peers = FakePeers()
+    with running_api(api_settings(tmp_path, **peer_env()), transport=peers.transport()) as client:
+        store = api_service(client).store
+        released = threading.Event()
+
+        def stalled() -> bool:
+            released.wait(30)
+            return True
+
+        monkeypatch.setattr(store, "healthy", stalled)
+        try:
+            started = time.monotonic()
+            response = client.get("/api/v1/health")
+            elapsed = time.monotonic() - started
+        finally:
+            released.set()
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "degraded"
+    assert body["details"] == {
+        "api": True,
+        "controller": True,
+        "fortuna": True,
+        "virtio": True,
+        "database": False,
+    }
+    assert 1.5 <= elapsed < 2.5  # it gave the store its 2 s, and no more
+
+
+def test_ready_is_503_not_500_when_the_store_fails(
+    api: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = api_service(api).store
+    store.push("trng", items(1))
+    assert api.get("/api/v1/ready").status_code == 200
+
+    def failing(source: object) -> object:
+        raise StoreError("injected: the disk said no")
+
+    monkeypatch.setattr(store, "stats", failing)
+    response = api.get("/api/v1/ready")
+    assert response.status_code == 503
+    assert response.json() == {"ready": False, "database": False, "sources": {}}
+    assert int(response.headers["retry-after"]) >= 1
+
+
 def test_ready_is_503_until_a_queue_has_data(client: TestClient) -> None:
     empty = client.get("/api/v1/ready")
     assert empty.status_code == 503
@@ -1037,6 +1203,56 @@ def test_the_openapi_document_lists_the_data_route(shared: TestClient) -> None:
     docs = shared.get("/docs")
     assert docs.status_code == 200
     assert docs.headers["content-type"].startswith("text/html")
+
+
+ERROR_BODY = {"$ref": "#/components/schemas/ErrorBody"}
+
+
+def _operations(document: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            yield path, method, operation
+
+
+def test_the_openapi_document_shows_the_400_error_body_never_a_422(shared: TestClient) -> None:
+    document = shared.get("/openapi.json").json()
+    schemas = document["components"]["schemas"]
+    assert schemas["ErrorBody"] == {
+        "type": "object",
+        "properties": {"error": {"type": "string"}},
+        "required": ["error"],
+    }
+    assert "HTTPValidationError" not in schemas
+    assert "422" not in json.dumps(document)
+    validated: set[tuple[str, str]] = set()
+    for path, method, operation in _operations(document):
+        responses = operation["responses"]
+        takes_input = "requestBody" in operation or any(
+            parameter["in"] == "query" for parameter in operation.get("parameters", [])
+        )
+        if takes_input:
+            validated.add((method, path))
+            for status in ("400", "413"):
+                content = responses[status]["content"]
+                assert content == {"application/json": {"schema": ERROR_BODY}}, (path, method)
+    assert validated >= {
+        ("post", "/api/v1/data"),
+        ("get", "/api/v1/data"),
+        ("put", "/api/v1/config/queue"),
+        ("put", "/api/v1/config/consume"),
+        ("put", "/api/v1/config/virtio"),
+        ("put", "/config/virtio"),
+    }
+
+
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_the_openapi_document_describes_the_data_answers(shared: TestClient, method: str) -> None:
+    operation = shared.get("/openapi.json").json()["paths"]["/api/v1/data"][method]
+    ok = operation["responses"]["200"]["content"]
+    assert ok["application/json"]["schema"] == {"type": "array", "items": {"type": "integer"}}
+    assert "application/octet-stream" in ok
+    unavailable = operation["responses"]["503"]["content"]
+    assert unavailable == {"application/json": {"schema": ERROR_BODY}}
 
 
 def test_the_old_swagger_ui_address_redirects_to_the_docs(shared: TestClient) -> None:

@@ -56,6 +56,7 @@ def test_defaults_are_the_references() -> None:
     assert s.db_sync is True
     assert s.allow_peek is False
     assert s.cors_origin == "*"
+    assert s.virtio_trng_reserve_bytes == 32 << 10
     assert s.explicit == frozenset()
 
 
@@ -99,7 +100,17 @@ def test_the_reference_variable_names_are_read() -> None:
         ({"CONTROLLER_ADDR": "http://10.0.0.2:8081/"}, "controller_addr", "http://10.0.0.2:8081"),
         ({"FORTUNA_ADDR": "https://fortuna.lan"}, "fortuna_addr", "https://fortuna.lan"),
         ({"LOKEY_CORS_ORIGIN": "https://a.example"}, "cors_origin", "https://a.example"),
+        ({"LOKEY_CORS_ORIGIN": "http://a.example:8080"}, "cors_origin", "http://a.example:8080"),
         ({"TRNG_QUEUE_SIZE": "  "}, "trng_queue_size", 1_000_000),  # blank is unset
+        ({"CONTROLLER_ADDR": "http://127.0.0.1:1"}, "controller_addr", "http://127.0.0.1:1"),
+        ({"FORTUNA_ADDR": "http://fortuna:65535"}, "fortuna_addr", "http://fortuna:65535"),
+        ({"VIRTIO_ADDR": "http://[::1]:8083"}, "virtio_addr", "http://[::1]:8083"),
+        ({"VIRTIO_ADDR": "https://virtio.lan/"}, "virtio_addr", "https://virtio.lan"),
+        ({"FORTUNA_SEED_INTERVAL_SECONDS": "1"}, "fortuna_seed_interval_s", 1.0),
+        ({"VIRTIO_POLL_INTERVAL_MS": "10"}, "virtio_poll_interval_ms", 10),
+        ({"LOKEY_VIRTIO_TRNG_RESERVE_BYTES": "0"}, "virtio_trng_reserve_bytes", 0),
+        ({"LOKEY_VIRTIO_TRNG_RESERVE_BYTES": "4096"}, "virtio_trng_reserve_bytes", 4096),
+        ({"LOKEY_VIRTIO_TRNG_RESERVE_BYTES": str(1 << 30)}, "virtio_trng_reserve_bytes", 1 << 30),
     ],
 )
 def test_accepted_values(env: dict[str, str], attribute: str, value: object) -> None:
@@ -125,7 +136,21 @@ def test_accepted_values(env: dict[str, str], attribute: str, value: object) -> 
         ({"PORT": "0"}, "PORT"),
         ({"TRNG_POLL_INTERVAL_MS": "0"}, "TRNG_POLL_INTERVAL_MS"),
         ({"FORTUNA_SEED_INTERVAL_SECONDS": "-1"}, "FORTUNA_SEED_INTERVAL_SECONDS"),
+        ({"FORTUNA_SEED_INTERVAL_SECONDS": "0"}, "FORTUNA_SEED_INTERVAL_SECONDS"),
+        ({"FORTUNA_SEED_INTERVAL_SECONDS": "0.5"}, "FORTUNA_SEED_INTERVAL_SECONDS"),
+        ({"VIRTIO_POLL_INTERVAL_MS": "9"}, "VIRTIO_POLL_INTERVAL_MS"),
+        ({"VIRTIO_POLL_INTERVAL_MS": "1"}, "VIRTIO_POLL_INTERVAL_MS"),
         ({"TRNG_QUEUE_SIZE": "ten"}, "TRNG_QUEUE_SIZE"),
+        ({"LOKEY_CORS_ORIGIN": "https://a.example,https://b.example"}, "LOKEY_CORS_ORIGIN"),
+        ({"LOKEY_CORS_ORIGIN": "https://b\u00fccher.example"}, "LOKEY_CORS_ORIGIN"),
+        ({"LOKEY_CORS_ORIGIN": "https://a.example\r\nX-Evil: 1"}, "LOKEY_CORS_ORIGIN"),
+        ({"LOKEY_CORS_ORIGIN": "https://a.example\x7f"}, "LOKEY_CORS_ORIGIN"),
+        ({"LOKEY_VIRTIO_TRNG_RESERVE_BYTES": "-1"}, "LOKEY_VIRTIO_TRNG_RESERVE_BYTES"),
+        (
+            {"LOKEY_VIRTIO_TRNG_RESERVE_BYTES": str((1 << 30) + 1)},
+            "LOKEY_VIRTIO_TRNG_RESERVE_BYTES",
+        ),
+        ({"LOKEY_VIRTIO_TRNG_RESERVE_BYTES": "32k"}, "LOKEY_VIRTIO_TRNG_RESERVE_BYTES"),
     ],
 )
 def test_refused_values_name_the_variable(env: dict[str, str], variable: str) -> None:
@@ -133,6 +158,39 @@ def test_refused_values_name_the_variable(env: dict[str, str], variable: str) ->
         load_api_settings(env)
     assert variable in str(caught.value)
     assert repr(next(iter(env.values()))) in str(caught.value)  # and the value it got
+
+
+BAD_ADDRESSES = {
+    "ftp-scheme": "ftp://host:8081",
+    "no-scheme": "host:8081",
+    "scheme-relative": "//host:8081",
+    "no-host": "http://:8081",
+    "nothing-after-scheme": "http://",
+    "port-0": "http://host:0",
+    "port-65536": "http://host:65536",
+    "port-99999": "http://host:99999",
+    "port-not-a-number": "http://host:abc",
+    "path": "http://host:8081/api",
+    "query": "http://host:8081?x=1",
+    "empty-query": "http://host:8081?",
+    "fragment": "http://host:8081#top",
+    "empty-fragment": "http://host:8081#",
+    "credentials": "http://user:secret@host:8081",
+    "user-only": "http://user@host:8081",
+    "inner-space": "http://ho st:8081",
+    "tab": "http://ho\tst:8081",
+    "non-ascii-host": "http://h\u00f6st:8081",
+    "control-character": "http://host\x7f:8081",
+}
+
+
+@pytest.mark.parametrize("variable", ["CONTROLLER_ADDR", "FORTUNA_ADDR", "VIRTIO_ADDR"])
+@pytest.mark.parametrize("value", BAD_ADDRESSES.values(), ids=list(BAD_ADDRESSES))
+def test_peer_addresses_are_http_base_urls_and_nothing_more(variable: str, value: str) -> None:
+    """Every call is ``{address}/path``: anything after the port would corrupt each URL."""
+    with pytest.raises(SettingsError) as caught:
+        load_api_settings({variable: value})
+    assert variable in str(caught.value)
 
 
 def test_every_problem_is_reported_at_once() -> None:

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Final, Literal, TypeVar
 
+import httpx
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -73,8 +75,8 @@ def _log_level(value: object) -> object:
 
 def _cors_origin(value: str) -> str:
     text = value.strip()
-    if any(c in text for c in "\r\n,"):
-        raise ValueError("must be one origin (or *), without commas or line breaks")
+    if any(c == "," or not 0x20 <= ord(c) <= 0x7E for c in text):
+        raise ValueError("must be one origin (or *) in printable ASCII, without commas")
     return text
 
 
@@ -379,6 +381,9 @@ def load_virtio_settings(env: Mapping[str, str]) -> VirtioSettings:
 SeedingSource = Literal["trng", "fortuna", "both"]
 ENV_VIRTIO_ADDR: Final = "VIRTIO_ADDR"
 MAX_INTERVAL_MS: Final = 3_600_000  # one hour: a slower poll is a typo
+# scheme://host[:port]: a DNS name or IPv4 address, or a bracketed IPv6 address
+_BASE_URL: Final = re.compile(r"https?://(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
+MIN_VIRTIO_POLL_MS: Final = 10  # each check is an HTTP call to VirtIO: at most 100 per second
 MAX_TIMEOUT_S: Final = 300.0
 MAX_LOW_WATER: Final = 1 << 30  # 1 GiB of Fortuna output waiting in the queue is plenty
 MAX_SEED_SAMPLES: Final = 256  # the Fortuna service's /seed cap (seeds per request)
@@ -386,14 +391,21 @@ MIN_FIRST_SEED_SAMPLES: Final = 2  # design.md "Fortuna start-up": >= 64 bytes =
 
 
 def _address(value: object) -> object:
-    """An ``http(s)://host[:port]`` base URL without a trailing slash."""
+    """An ``http(s)://host[:port]`` base URL: no path, query, fragment or credentials."""
     if value is None:
         return None
     text = str(value).strip().rstrip("/")
     if not text:
         return None
-    if not text.startswith(("http://", "https://")) or any(c in text for c in " \r\n\x00"):
-        raise ValueError("must be an http:// or https:// base URL such as http://127.0.0.1:8081")
+    example = "an http:// or https:// base URL such as http://127.0.0.1:8081"
+    if _BASE_URL.fullmatch(text) is None:
+        raise ValueError(
+            f"must be {example}: a host and an optional port, without a path, query, fragment, "
+            "credentials or spaces"
+        )
+    port = httpx.URL(text).port
+    if port is not None and not 1 <= port <= 65535:
+        raise ValueError(f"must be {example} (port 1..65535)")
     return text
 
 
@@ -456,7 +468,10 @@ class ApiSettings(ServiceSettings):
         default=100, ge=1, le=MAX_INTERVAL_MS, validation_alias="FORTUNA_POLL_INTERVAL_MS"
     )
     virtio_poll_interval_ms: int = Field(
-        default=100, ge=1, le=MAX_INTERVAL_MS, validation_alias="VIRTIO_POLL_INTERVAL_MS"
+        default=100,
+        ge=MIN_VIRTIO_POLL_MS,
+        le=MAX_INTERVAL_MS,
+        validation_alias="VIRTIO_POLL_INTERVAL_MS",
     )
     virtio_seeding_source: SeedingSource = Field(
         default="trng", validation_alias="VIRTIO_SEEDING_SOURCE"
@@ -467,7 +482,7 @@ class ApiSettings(ServiceSettings):
     trng_apt_window_size: int | None = Field(default=None, validation_alias="TRNG_APT_WINDOW_SIZE")
     fortuna_seed_interval_s: float = Field(
         default=30.0,
-        gt=0,
+        ge=1,
         le=MAX_COOLDOWN_S,
         allow_inf_nan=False,
         validation_alias="FORTUNA_SEED_INTERVAL_SECONDS",
@@ -494,6 +509,9 @@ class ApiSettings(ServiceSettings):
     )
     virtio_seed_bytes: int = Field(
         default=16 << 10, ge=32, le=1 << 20, validation_alias="LOKEY_VIRTIO_SEED_BYTES"
+    )
+    virtio_trng_reserve_bytes: int = Field(
+        default=32 << 10, ge=0, le=MAX_LOW_WATER, validation_alias="LOKEY_VIRTIO_TRNG_RESERVE_BYTES"
     )
 
     @model_validator(mode="before")

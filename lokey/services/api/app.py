@@ -26,16 +26,18 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Annotated, Final, Literal
+from typing import Annotated, Final, Literal, TypeVar, get_args
 
 import anyio.to_thread
 import httpx
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt
@@ -66,8 +68,8 @@ from lokey.services.api.views import (
     usage_view,
     virtio_view,
 )
-from lokey.services.common import error_response, new_app, rfc3339_now, strict_int
-from lokey.services.settings import MAX_QUEUE_SIZE, MIN_QUEUE_SIZE, ApiSettings
+from lokey.services.common import error_response, new_app, rfc3339_now
+from lokey.services.settings import MAX_QUEUE_SIZE, MIN_QUEUE_SIZE, ApiSettings, SeedingSource
 from lokey.store import SOURCES, QueueStore, Source, open_store, resolve_db_path
 
 __all__ = [
@@ -81,6 +83,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("lokey.services.api")
+T = TypeVar("T")
 
 BODY_ERROR: Final = "Invalid request body"  # spec §0 / §1.2, verbatim
 NO_DATA_ERROR: Final = "No data available"  # spec §1.2, verbatim
@@ -97,6 +100,8 @@ PEEK_ERROR: Final = (
     "twice; the operator can enable it for diagnostics with ALLOW_PEEK=true"
 )
 MAX_LIMIT: Final = 100_000  # spec §1.2
+DATA_PATH: Final = "/api/v1/data"
+_NO_STORE: Final = {"Cache-Control": "no-store"}  # data answers must never be replayed
 MAX_BODY_BYTES: Final = 64 << 10  # every API body is a few dozen bytes
 NO_DATA_RETRY_S: Final = 1
 _CONFIG_CONSUME = "consume"
@@ -108,7 +113,8 @@ _CONFIG_VIRTIO_SIZE = "virtio_queue_size"
 # -- request bodies (their JSON schemas are the OpenAPI document's) ----------------------------
 
 SourceName = Literal["trng", "fortuna", "virtio"]
-SeedingSource = Literal["trng", "fortuna", "both"]
+_DIGITS: Final = re.compile(r"[0-9]+")  # ASCII only (str.isdigit admits other scripts)
+_SEEDING_SOURCES: Final[tuple[SeedingSource, ...]] = get_args(SeedingSource)
 QueueSize = Annotated[StrictInt, Field(ge=MIN_QUEUE_SIZE, le=MAX_QUEUE_SIZE)]
 
 
@@ -125,9 +131,9 @@ class DataRequest(BaseModel):
 
 
 def _decimal(value: object) -> object:
-    """Query integers as plain ASCII decimal digits (``5.0``, ``1_0``, `` 5`` are refused)."""
-    if isinstance(value, str) and strict_int(value, 0, 10**18) is None:
-        raise ValueError("must be a decimal integer")
+    """Query integers as plain ASCII digits (``5.0``, ``1_0``, `` 5``, ``+5`` are refused)."""
+    if isinstance(value, str) and _DIGITS.fullmatch(value) is None:
+        raise ValueError("must be a non-negative decimal integer (digits only)")
     return value
 
 
@@ -192,6 +198,9 @@ class ApiService:
     virtio_size: int  # the last VirtIO ring size configured here (fallback for GET)
     requests: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     bytes_served: Counter[str] = field(default_factory=Counter)
+    #: One configuration change at a time: persist-then-apply must not interleave, or the
+    #: running values could differ from the saved ones.
+    config_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def persist(self, values: dict[str, object]) -> None:
         await anyio.to_thread.run_sync(self.store.update_config, values)
@@ -216,23 +225,23 @@ def _apply_start_config(settings: ApiSettings, store: QueueStore) -> tuple[Runti
     """Explicitly set variables win; otherwise the persisted run-time values; else defaults."""
     explicit = settings.explicit
     first_run = not store.config().get("configured")
-    for source, name in (("trng", "trng_queue_size"), ("fortuna", "fortuna_queue_size")):
-        wanted: int = getattr(settings, name)
-        if (name in explicit or first_run) and store.stats(source).capacity != wanted:  # type: ignore[arg-type]
-            store.resize(source, wanted)  # type: ignore[arg-type]
+    sizes: tuple[tuple[Source, str, int], ...] = (
+        ("trng", "trng_queue_size", settings.trng_queue_size),
+        ("fortuna", "fortuna_queue_size", settings.fortuna_queue_size),
+    )
+    for queue, name, wanted in sizes:
+        if (name in explicit or first_run) and store.stats(queue).capacity != wanted:
+            store.resize(queue, wanted)
     saved = store.config()
     consume = saved.get(_CONFIG_CONSUME, True)
     if not isinstance(consume, bool) or (not consume and not settings.allow_peek):
         if consume is False:
             log.warning("the saved consume=false needs ALLOW_PEEK=true; consuming reads apply")
         consume = True
-    source = settings.virtio_seeding_source
-    if "virtio_seeding_source" not in explicit and saved.get(_CONFIG_VIRTIO_SOURCE) in (
-        "trng",
-        "fortuna",
-        "both",
-    ):
-        source = str(saved[_CONFIG_VIRTIO_SOURCE])
+    source: SeedingSource = settings.virtio_seeding_source
+    saved_source = saved.get(_CONFIG_VIRTIO_SOURCE)
+    if "virtio_seeding_source" not in explicit:
+        source = next((s for s in _SEEDING_SOURCES if s == saved_source), source)
     interval = settings.virtio_seed_interval_s
     saved_interval = saved.get(_CONFIG_VIRTIO_INTERVAL)
     if "virtio_seed_interval_s" not in explicit and isinstance(saved_interval, int):
@@ -263,6 +272,7 @@ def _poll_settings(settings: ApiSettings) -> PollSettings:
         fortuna_seed_samples=settings.fortuna_seed_samples,
         virtio_poll_s=settings.virtio_poll_interval_ms / 1000,
         virtio_seed_bytes=settings.virtio_seed_bytes,
+        virtio_trng_reserve=settings.virtio_trng_reserve_bytes,
     )
 
 
@@ -282,15 +292,16 @@ async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
     """400 naming each field as the client wrote it; malformed or non-object JSON is the
     reference's ``Invalid request body``."""
     assert isinstance(exc, RequestValidationError)
+    headers = _NO_STORE if request.url.path == DATA_PATH else None
     problems: list[str] = []
     for error in exc.errors():
         loc = tuple(error.get("loc", ()))
         if error.get("type") == "json_invalid" or loc == ("body",):
-            return error_response(400, BODY_ERROR)
+            return error_response(400, BODY_ERROR, headers=headers)
         name = _field_name(loc)
         message = str(error.get("msg", "invalid"))
         problems.append(f"{name}: {message}" if name else message)
-    return error_response(400, "; ".join(problems) or BODY_ERROR)
+    return error_response(400, "; ".join(problems) or BODY_ERROR, headers=headers)
 
 
 class JsonBodiesMiddleware:
@@ -337,6 +348,14 @@ def _render(fmt: DataFormat, data: bytes) -> bytes:
 
 
 async def _serve_data(service: ApiService, req: DataRequest) -> Response:
+    """Every answer to a data request says ``Cache-Control: no-store``: a cache that replayed
+    one would serve the same bytes twice (and ``GET`` consumes, so nothing may prefetch it)."""
+    response = await _data_response(service, req)
+    response.headers.update(_NO_STORE)
+    return response
+
+
+async def _data_response(service: ApiService, req: DataRequest) -> Response:
     fmt = req.format.value
     if req.source == "virtio":
         service.requests[("virtio", fmt, "invalid")] += 1
@@ -426,7 +445,7 @@ def create_api_app(
                     jobs = (
                         ("trng poll", background.poll_trng, None),
                         ("fortuna poll", background.poll_fortuna, background.fortuna_wake),
-                        ("fortuna seeding", background.seed_fortuna, None),
+                        ("fortuna seeding", background.seed_fortuna, background.fortuna_seed_wake),
                         ("virtio seeding", background.seed_virtio, background.virtio_wake),
                     )
                     tasks = [
@@ -459,16 +478,64 @@ def create_api_app(
     _data_routes(app)
     _config_routes(app)
     _status_routes(app)
+    _install_openapi(app)
     return app
 
 
+_ERROR_SCHEMA: Final = {"$ref": "#/components/schemas/ErrorBody"}
+_ERROR_CONTENT: Final = {"application/json": {"schema": _ERROR_SCHEMA}}
+_DATA_RESPONSES: Final[dict[int | str, dict[str, object]]] = {
+    200: {
+        "description": "Exactly `limit` values (a JSON array) or bytes (`binary`)",
+        "content": {
+            "application/json": {"schema": {"type": "array", "items": {"type": "integer"}}},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        },
+    },
+    503: {"description": "Not enough data queued (`Retry-After`)", "content": _ERROR_CONTENT},
+}
+
+
+def _install_openapi(app: FastAPI) -> None:
+    """The OpenAPI document as the API answers: 400 ``{"error"}`` where FastAPI would
+    document its 422, a 413 for large bodies, and the error body's schema."""
+
+    def build() -> dict[str, object]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title, version=app.version, summary=app.summary, routes=app.routes
+        )
+        for item in schema.get("paths", {}).values():
+            for operation in item.values():
+                responses = operation.setdefault("responses", {})
+                if responses.pop("422", None) is not None:
+                    responses["400"] = {
+                        "description": "Invalid request; the message names the field",
+                        "content": _ERROR_CONTENT,
+                    }
+                    responses["413"] = {"description": "Body too large", "content": _ERROR_CONTENT}
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        schemas.pop("HTTPValidationError", None)
+        schemas.pop("ValidationError", None)
+        schemas["ErrorBody"] = {
+            "type": "object",
+            "properties": {"error": {"type": "string"}},
+            "required": ["error"],
+        }
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = build  # type: ignore[method-assign]
+
+
 def _data_routes(app: FastAPI) -> None:
-    @app.post("/api/v1/data", tags=["data"])
+    @app.post(DATA_PATH, tags=["data"], responses=_DATA_RESPONSES)
     async def post_data(request: Request, body: DataRequest) -> Response:
         """Random values (JSON array) or bytes (``binary``); exactly ``limit`` of them."""
         return await _serve_data(_service(request), body)
 
-    @app.get("/api/v1/data", tags=["data"])
+    @app.get(DATA_PATH, tags=["data"], responses=_DATA_RESPONSES)
     async def get_data(request: Request, query: Annotated[DataQuery, Query()]) -> Response:
         """The same as ``POST``, with the fields as query parameters (for curl)."""
         repeated = sorted(
@@ -480,7 +547,7 @@ def _data_routes(app: FastAPI) -> None:
             }
         )
         if repeated:
-            return error_response(400, f"{repeated[0]}: given more than once")
+            return error_response(400, f"{repeated[0]}: given more than once", headers=_NO_STORE)
         return await _serve_data(_service(request), query.request())
 
 
@@ -509,9 +576,10 @@ def _config_routes(app: FastAPI) -> None:
             service.store.resize("fortuna", body.fortuna_queue_size)
             service.store.update_config({_CONFIG_VIRTIO_SIZE: body.virtio_queue_size})
 
-        await anyio.to_thread.run_sync(resize)
-        service.virtio_size = body.virtio_queue_size
-        forwarded = await _forward_virtio_size(service, body.virtio_queue_size)
+        async with service.config_lock:
+            await anyio.to_thread.run_sync(resize)
+            service.virtio_size = body.virtio_queue_size
+            forwarded = await _forward_virtio_size(service, body.virtio_queue_size)
         return JSONResponse({**body.model_dump(), "virtio_forwarded": forwarded})
 
     @app.get("/api/v1/config/consume", tags=["config"])
@@ -523,8 +591,9 @@ def _config_routes(app: FastAPI) -> None:
         service = _service(request)
         if not body.consume and not service.settings.allow_peek:
             return error_response(400, PEEK_ERROR)
-        await service.persist({_CONFIG_CONSUME: body.consume})
-        service.runtime.consume = body.consume
+        async with service.config_lock:
+            await service.persist({_CONFIG_CONSUME: body.consume})
+            service.runtime.consume = body.consume
         return JSONResponse({"consume": body.consume})
 
     async def get_virtio(request: Request) -> JSONResponse:
@@ -540,19 +609,20 @@ def _config_routes(app: FastAPI) -> None:
 
     async def put_virtio(request: Request, body: VirtioConfig) -> JSONResponse:
         service = _service(request)
-        interval = body.seed_interval_seconds or service.runtime.virtio_interval_s
-        await service.persist(
-            {
-                _CONFIG_VIRTIO_SOURCE: body.seeding_source,
-                _CONFIG_VIRTIO_INTERVAL: interval,
-                _CONFIG_VIRTIO_SIZE: body.queue_size,
-            }
-        )
-        service.runtime.virtio_source = body.seeding_source
-        service.runtime.virtio_interval_s = interval
-        service.virtio_size = body.queue_size
-        service.background.virtio_interval_changed()
-        forwarded = await _forward_virtio_size(service, body.queue_size)
+        async with service.config_lock:
+            interval = body.seed_interval_seconds or service.runtime.virtio_interval_s
+            await service.persist(
+                {
+                    _CONFIG_VIRTIO_SOURCE: body.seeding_source,
+                    _CONFIG_VIRTIO_INTERVAL: interval,
+                    _CONFIG_VIRTIO_SIZE: body.queue_size,
+                }
+            )
+            service.runtime.virtio_source = body.seeding_source
+            service.runtime.virtio_interval_s = interval
+            service.virtio_size = body.queue_size
+            service.background.virtio_interval_changed()
+            forwarded = await _forward_virtio_size(service, body.queue_size)
         return JSONResponse(
             {
                 "seeding_source": body.seeding_source,
@@ -609,8 +679,10 @@ def _status_routes(app: FastAPI) -> None:
 
     async def health(request: Request) -> JSONResponse:
         service = _service(request)
-        details: dict[str, bool] = {"api": True, **await service.peers.health()}
-        details["database"] = await anyio.to_thread.run_sync(service.store.healthy)
+        peers, database = await asyncio.gather(
+            service.peers.health(), _bounded(service.store.healthy, False)
+        )
+        details: dict[str, bool] = {"api": True, **peers, "database": database}
         return JSONResponse(
             {
                 "status": "ok" if all(details.values()) else "degraded",
@@ -628,11 +700,12 @@ def _status_routes(app: FastAPI) -> None:
         service = _service(request)
 
         def read() -> dict[str, bool] | None:
-            if not service.store.healthy():
+            try:
+                return {s: service.store.stats(s).bytes > 0 for s in SOURCES}
+            except StoreError:
                 return None
-            return {s: service.store.stats(s).bytes > 0 for s in SOURCES}
 
-        sources = await anyio.to_thread.run_sync(read)
+        sources = await _bounded(read, None)
         ok = sources is not None and any(sources.values())
         body = {"ready": ok, "database": sources is not None, "sources": sources or {}}
         if ok:
@@ -674,6 +747,14 @@ def _status_routes(app: FastAPI) -> None:
 
     for path in ("/swagger", "/swagger/index.html", "/swagger/doc.json"):
         app.add_api_route(path, swagger, methods=["GET"], include_in_schema=False)
+
+
+async def _bounded(read: Callable[[], T], fallback: T) -> T:
+    """``read()`` in a worker thread, or ``fallback`` after STATUS_TIMEOUT_S (a stalled disk
+    must not hold a health probe past Docker's 3 s; the thread finishes on its own)."""
+    with anyio.move_on_after(STATUS_TIMEOUT_S):
+        return await anyio.to_thread.run_sync(read, abandon_on_cancel=True)
+    return fallback
 
 
 def _seeding_view(service: ApiService) -> dict[str, object]:

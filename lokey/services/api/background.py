@@ -46,12 +46,13 @@ import anyio.to_thread
 import numpy as np
 
 from lokey.clock import Clock
-from lokey.controller.breaker import BreakerSnapshot, CircuitBreaker
-from lokey.errors import SeedQualityError
+from lokey.controller.breaker import BreakerSnapshot, BreakerState, CircuitBreaker
+from lokey.errors import LokeyError, SeedQualityError
 from lokey.fortuna import check_seed
 from lokey.quality.health import HealthSnapshot, HealthState, HealthTracker
 from lokey.quality.legacy import LegacyMetrics, LegacySnapshot
 from lokey.services.api.peers import SAMPLE_BYTES, PeerError, Peers, PeerUnavailableError
+from lokey.services.settings import SeedingSource
 from lokey.store import QueueStore
 
 __all__ = [
@@ -70,6 +71,8 @@ FORTUNA_ITEM_BYTES: Final = 256  # spec §1.9: the reference's GET /generate?siz
 TOPUP_REQUEST_BYTES: Final = 1 << 20  # one Fortuna request at most (fortuna.md §2: 2^20 bytes)
 TOPUP_ITEM_BYTES: Final = 64 << 10
 FIRST_SEED_RETRY_S: Final = 1.0
+NOT_SEEDED: Final = "Generator not seeded"  # the Fortuna service's 503 (spec §3, LoKey)
+MIN_FIRST_SEED_SAMPLES: Final = 2  # design.md "Fortuna start-up": >= 64 bytes, a direct reseed
 FAILURE_LOG_EVERY: Final = 100  # a persistent failure is logged on its 1st, 101st, ... time
 
 
@@ -78,7 +81,7 @@ class Runtime:
     """Configuration changeable at run time (persisted by the app, read on every round)."""
 
     consume: bool
-    virtio_source: str  # "trng" | "fortuna" | "both"
+    virtio_source: SeedingSource
     virtio_interval_s: int
 
 
@@ -132,6 +135,7 @@ class PollSettings:
     fortuna_seed_samples: int
     virtio_poll_s: float
     virtio_seed_bytes: int
+    virtio_trng_reserve: int
 
 
 class Background:
@@ -160,6 +164,8 @@ class Background:
         self.last_fortuna_seed: float | None = None  # clock time of the last accepted round
         self.fortuna_status: str | None = None  # Fortuna's answer to the last round
         self.fortuna_wake = asyncio.Event()
+        self.fortuna_seed_wake = asyncio.Event()
+        self._first_seed_attempts = 0
         self.virtio_wake = asyncio.Event()
         self._next_virtio_round = clock.monotonic() + runtime.virtio_interval_s
         self._next_fortuna_poll = clock.monotonic()
@@ -221,6 +227,8 @@ class Background:
             data = await self.peers.fortuna_bytes(size)
         except PeerUnavailableError as exc:
             self.counters["fortuna_poll_unavailable"] += 1
+            if NOT_SEEDED in str(exc):
+                self.fortuna_lost_its_seed()
             return max(self.config.fortuna_interval_s, min(exc.retry_after_s, 1.0))
         except PeerError as exc:
             self._failed("fortuna_poll", exc)
@@ -234,27 +242,31 @@ class Background:
         return self.config.fortuna_interval_s
 
     async def seed_fortuna(self) -> float:
-        """One seeding round; the seconds until the next."""
+        """One seeding round; the seconds until the next.
+
+        The samples are fetched and gated before the breaker is asked: a controller that
+        cannot deliver says nothing about Fortuna, so only the ``POST /seed`` is judged.
+        Until the first round succeeds, rounds repeat after 1, 2, 4 ... seconds (at most the
+        interval) and do not feed the breaker: the peers may still be starting.
+        """
         first = not self.fortuna_seeded
         interval = self.config.fortuna_seed_interval_s
-        permit = None
-        if not first:  # start-up attempts wait for peers that are still starting
-            permit = self.fortuna_breaker.try_acquire()
-            if permit is None:
-                self.counters["fortuna_seed_refused"] += 1
-                return max(interval, self.fortuna_breaker.retry_after_s)
-        count = (
-            max(2, self.config.fortuna_seed_samples)
-            if first
-            else (self.config.fortuna_seed_samples)
-        )
-        retry = FIRST_SEED_RETRY_S if first else interval
+        if first:
+            retry = min(interval, FIRST_SEED_RETRY_S * 2.0**self._first_seed_attempts)
+            self._first_seed_attempts += 1
+        else:
+            retry = interval
+        if not first and self.fortuna_breaker.state is BreakerState.OPEN:
+            self.counters["fortuna_seed_refused"] += 1
+            return max(interval, self.fortuna_breaker.retry_after_s)
+        seeds = await self._gated_samples(first, retry)
+        if not isinstance(seeds, list):
+            return seeds
+        permit = None if first else self.fortuna_breaker.try_acquire()
+        if not first and permit is None:
+            self.counters["fortuna_seed_refused"] += 1
+            return max(interval, self.fortuna_breaker.retry_after_s)
         try:
-            samples = await self.peers.samples(count)
-            seeds = [sample for sample in samples if _gate(sample)]
-            self.counters["fortuna_seed_gated_out"] += len(samples) - len(seeds)
-            if len(seeds) < (2 if first else 1):
-                raise PeerError("controller", "too few samples passed the seed gate")
             answer = await self.peers.seed_fortuna(seeds)
         except PeerUnavailableError as exc:
             if permit is not None:
@@ -266,9 +278,14 @@ class Background:
                 self.fortuna_breaker.failure(permit)
             self._failed("fortuna_seed", exc)
             return retry
+        except BaseException:  # a bug or cancellation: no verdict, but never a lost trial
+            if permit is not None:
+                self.fortuna_breaker.release(permit)
+            raise
         if permit is not None:
             self.fortuna_breaker.success(permit)
         self.fortuna_seeded = True
+        self._first_seed_attempts = 0
         self.last_fortuna_seed = self.clock.monotonic()
         status = answer.get("status")
         self.fortuna_status = status if isinstance(status, str) else None
@@ -276,12 +293,42 @@ class Background:
         self._succeeded("fortuna_seed")
         return interval
 
+    async def _gated_samples(self, first: bool, retry: float) -> list[bytes] | float:
+        """Fresh controller samples that pass the seed gate, or the delay before a retry."""
+        count = self.config.fortuna_seed_samples
+        if first:
+            count = max(MIN_FIRST_SEED_SAMPLES, count)
+        try:
+            samples = await self.peers.samples(count)
+        except PeerUnavailableError as exc:
+            self.counters["fortuna_seed_unavailable"] += 1
+            return min(exc.retry_after_s, retry) if first else max(retry, exc.retry_after_s)
+        except PeerError as exc:
+            self._failed("fortuna_seed", exc)
+            return retry
+        seeds = [sample for sample in samples if _gate(sample)]
+        self.counters["fortuna_seed_gated_out"] += len(samples) - len(seeds)
+        if len(seeds) < (MIN_FIRST_SEED_SAMPLES if first else 1):
+            self._failed("fortuna_seed", PeerError("controller", "too few samples passed the gate"))
+            return retry
+        return seeds
+
+    def fortuna_lost_its_seed(self) -> None:
+        """Fortuna answered "not seeded" (it restarted without a seed file): the next round
+        is a first round again, at once. Only the change wakes the seeding job: while Fortuna
+        stays unseeded every poll says so, and the first-round back-off must still hold."""
+        if not self.fortuna_seeded:
+            return
+        log.warning("Fortuna is no longer seeded (restarted?): seeding it again now")
+        self.fortuna_seeded = False
+        self._first_seed_attempts = 0
+        self.fortuna_seed_wake.set()
+
     # -- VirtIO ----------------------------------------------------------------------------------
 
     def virtio_interval_changed(self) -> None:
         """``PUT /api/v1/config/virtio`` changed the interval: it counts from now."""
-        now = self.clock.monotonic()
-        self._next_virtio_round = min(self._next_virtio_round, now + self.runtime.virtio_interval_s)
+        self._next_virtio_round = self.clock.monotonic() + self.runtime.virtio_interval_s
         self.virtio_wake.set()
 
     async def seed_virtio(self) -> float:
@@ -296,46 +343,63 @@ class Background:
         permit = self.virtio_breaker.try_acquire()
         if permit is None:
             return max(poll, self.virtio_breaker.retry_after_s)
+        verdict = False  # every path hands the permit back: a lost trial would wedge the breaker
         try:
-            level = await self.peers.virtio_queue()
+            try:
+                level = await self.peers.virtio_queue()
+            except PeerUnavailableError as exc:
+                self.counters["virtio_seed_unavailable"] += 1
+                return max(poll, exc.retry_after_s)
             capacity, current = _ring_bytes(level)
             if not periodic and current * 2 >= capacity:
-                self.virtio_breaker.release(permit)
                 return poll
-            data = await anyio.to_thread.run_sync(
-                self._take_for_virtio, min(capacity - current, self.config.virtio_seed_bytes)
-            )
+            room = min(capacity - current, self.config.virtio_seed_bytes)
+            data = await anyio.to_thread.run_sync(self._take_for_virtio, room)
             if not data:
-                self.virtio_breaker.release(permit)
                 return poll
             try:
                 await self.peers.seed_virtio(data)
             except PeerError:
-                self.counters["virtio_seed_lost_bytes"] += len(data)  # consumed, never reused
+                # consumed and lost, never reused; a 503 here counts too, or a peer that
+                # refuses only POSTs would drain the queues without the breaker noticing
+                self.counters["virtio_seed_lost_bytes"] += len(data)
                 raise
-        except PeerUnavailableError as exc:
-            self.virtio_breaker.release(permit)
-            self.counters["virtio_seed_unavailable"] += 1
-            return max(poll, exc.retry_after_s)
+            verdict = True
+            self.virtio_breaker.success(permit)
         except PeerError as exc:
+            verdict = True
             self.virtio_breaker.failure(permit)
             self._failed("virtio_seed", exc)
             return max(poll, 1.0)
-        self.virtio_breaker.success(permit)
+        finally:
+            if not verdict:
+                self.virtio_breaker.release(permit)
         self.counters["virtio_seed_bytes"] += len(data)
         self._succeeded("virtio_seed")
         return poll
 
     def _take_for_virtio(self, amount: int) -> bytes:
-        """Up to ``amount`` bytes **consumed** from the current source(s)."""
+        """Up to ``amount`` bytes **consumed** from the current source(s).
+
+        API clients come first on the TRNG queue: VirtIO takes only what it holds beyond
+        ``virtio_trng_reserve`` bytes (the chip makes ~600 B/s; a VM reading the pipe would
+        otherwise empty the queue every poll). With ``both``, what the TRNG share cannot
+        supply comes from Fortuna.
+        """
         if amount <= 0:
             return b""
         source = self.runtime.virtio_source
-        if source == "both":
-            first = self.store.take("trng", max(1, amount // 2), partial=True, account=False)
-            rest = self.store.take("fortuna", amount - len(first), partial=True, account=False)
-            return first + rest
-        return self.store.take(source, amount, partial=True, account=False)  # type: ignore[arg-type]
+        if source == "fortuna":
+            return self.store.take("fortuna", amount, partial=True, account=False)
+        share = amount if source == "trng" else max(1, amount // 2)
+        surplus = self.store.stats("trng").bytes - self.config.virtio_trng_reserve
+        first = b""
+        if surplus > 0:
+            first = self.store.take("trng", min(share, surplus), partial=True, account=False)
+        if source == "trng" or len(first) == amount:
+            return first
+        rest = self.store.take("fortuna", amount - len(first), partial=True, account=False)
+        return first + rest
 
     def breakers(self) -> dict[str, BreakerSnapshot]:
         return {
@@ -371,11 +435,19 @@ async def run_loop(
     An unexpected exception is logged and the job goes on after a second: a background job
     never dies while the service runs.
     """
+    known = unexpected = 0  # counted apart, so a store outage cannot hide a bug's traceback
     while True:
         try:
             delay = await step()
+        except LokeyError as exc:  # e.g. the store failing: known, logged without a traceback
+            known += 1
+            if known % FAILURE_LOG_EVERY == 1:
+                log.warning("%s failed (%d times so far): %s", name, known, exc)
+            delay = 1.0
         except Exception:
-            log.exception("%s: unexpected error", name)
+            unexpected += 1
+            if unexpected % FAILURE_LOG_EVERY == 1:
+                log.exception("%s: unexpected error (%d so far)", name, unexpected)
             delay = 1.0
         if delay <= 0:
             await asyncio.sleep(0)

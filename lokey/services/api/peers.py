@@ -13,7 +13,6 @@ counting a failure; everything else that goes wrong is a :class:`PeerError`.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Sequence
 from typing import Final
 
@@ -102,14 +101,15 @@ class Peers:
         json_body: object = None,
         timeout: float | None = None,
     ) -> httpx.Response:
-        limit: float | httpx.Timeout = self._client.timeout
-        if timeout is not None:
-            limit = min(timeout, self._timeout())
+        limit = self._timeout() if timeout is None else min(timeout, self._timeout())
         try:
-            response = await self._client.request(method, url, json=json_body, timeout=limit)
-        except httpx.TimeoutException:
-            raise PeerError(peer, f"no answer within the timeout ({method} {url})") from None
-        except httpx.HTTPError as exc:
+            # httpx times each connect/read/write; the deadline bounds the whole call, so a
+            # peer that trickles its answer a byte at a time cannot hold a job (or /health)
+            async with asyncio.timeout(limit):
+                response = await self._client.request(method, url, json=json_body)
+        except (TimeoutError, httpx.TimeoutException):
+            raise PeerError(peer, f"no answer within {limit:g} s ({method} {url})") from None
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise PeerError(peer, f"{type(exc).__name__} ({method} {url})") from None
         if response.status_code == 503:
             raise PeerUnavailableError(peer, _error_text(response), _retry_after(response))
@@ -118,6 +118,7 @@ class Peers:
         return response
 
     def _timeout(self) -> float:
+        """The client's timeout (``LOKEY_HTTP_TIMEOUT_S``), used as a whole-call deadline."""
         read = self._client.timeout.read
         return read if read is not None else STATUS_TIMEOUT_S
 
@@ -125,7 +126,7 @@ class Peers:
     def _json(peer: str, response: httpx.Response) -> dict[str, object]:
         try:
             body = response.json()
-        except (ValueError, json.JSONDecodeError):
+        except ValueError:  # json.JSONDecodeError included
             raise PeerError(peer, "the answer is not JSON") from None
         if not isinstance(body, dict):
             raise PeerError(peer, "the answer is not a JSON object")
@@ -210,12 +211,10 @@ class Peers:
         if base is None:
             return False
         try:
-            response = await self._client.get(
-                f"{base}/health", timeout=min(STATUS_TIMEOUT_S, self._timeout())
-            )
-        except httpx.HTTPError:
+            await self._call(peer, "GET", f"{base}/health", timeout=STATUS_TIMEOUT_S)
+        except PeerError:
             return False
-        return response.status_code == 200
+        return True
 
     async def health(self) -> dict[str, bool]:
         names = ("controller", "fortuna", "virtio")
