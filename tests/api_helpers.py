@@ -111,9 +111,7 @@ def peer_stack(tmp_path: Path) -> Iterator[PeerStack]:
                 **FAST_RECOVERY,
             )
         )
-        fortuna = stack.enter_context(
-            serve("fortuna", dirs["fortuna"], settings_names=FORTUNA_ENV)
-        )
+        fortuna = stack.enter_context(serve("fortuna", dirs["fortuna"], settings_names=FORTUNA_ENV))
         virtio = stack.enter_context(
             serve("virtio", dirs["virtio"], settings_names=VIRTIO_ENV, VIRTIO_PIPE_PATH="")
         )
