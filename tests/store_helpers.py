@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Literal
@@ -88,9 +89,29 @@ def unique_items(start: int, count: int, size: int = 32) -> list[bytes]:
 def run_threads(targets: list[threading.Thread], timeout: float = 30.0) -> None:
     for thread in targets:
         thread.start()
-    for thread in targets:
-        thread.join(timeout)
+    join_threads(targets, timeout)
+
+
+def join_threads(threads: list[threading.Thread], timeout: float = 30.0) -> None:
+    """Join threads already started, failing if any is alive ``timeout`` seconds from now."""
+    deadline = time.monotonic() + timeout
+    for thread in threads:
+        thread.join(max(deadline - time.monotonic(), 0.0))
         assert not thread.is_alive(), f"{thread.name} did not finish"
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Poll ``condition`` every millisecond; fail if it is not true within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never became true"
+        time.sleep(0.001)
+
+
+def writer_backlog(store: QueueStore) -> int:
+    """Operations waiting in an LmdbStore's writer queue (not the one it is running)."""
+    assert isinstance(store, LmdbStore)
+    return store._writer._queue.qsize()
 
 
 def windows(data: bytes, width: int = 16) -> Iterator[bytes]:

@@ -30,9 +30,10 @@ from lokey.store import (
     Source,
     UsageBucket,
     open_store,
+    queue,
     resolve_db_path,
 )
-from tests.store_helpers import KINDS, Kind, StoreFactory
+from tests.store_helpers import KINDS, Kind, StoreFactory, join_threads, wait_until, writer_backlog
 
 
 @pytest.fixture(params=KINDS)
@@ -495,8 +496,42 @@ def test_close_is_idempotent_and_final(store: QueueStore) -> None:
             call()
 
 
-def test_close_while_writes_are_waiting(factory: StoreFactory) -> None:
-    """Callers blocked behind a slow write either complete or see StoreClosedError."""
+class _CountingLock:
+    """A lock that counts the threads blocked in acquire(): the memory store's waiting callers."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.waiting = 0
+        self._count = threading.Lock()
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        with self._count:
+            self.waiting += 1
+        try:
+            return self.lock.acquire(blocking, timeout)
+        finally:
+            with self._count:
+                self.waiting -= 1
+
+    def release(self) -> None:
+        self.lock.release()
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def test_close_while_writes_are_waiting(
+    factory: StoreFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Callers blocked behind a slow write either complete or see StoreClosedError.
+
+    The six waiting takes are in the LMDB writer's queue (or blocked on the memory store's lock)
+    before close() is called, and close() is waiting too before the slow write ends. On LMDB
+    everything submitted before close() completes, so all seven takes succeed.
+    """
     gate = threading.Event()
     entered = threading.Event()
     base = factory.clock.now
@@ -507,36 +542,63 @@ def test_close_while_writes_are_waiting(factory: StoreFactory) -> None:
         return base
 
     store = factory.open(now=slow_now)
+    lock = _CountingLock()
+    if factory.kind == "memory":
+        monkeypatch.setattr(store, "_lock", lock)
+
+    def waiting() -> int:
+        return lock.waiting if factory.kind == "memory" else writer_backlog(store)
+
     store.push("trng", [bytes([i]) * 8 for i in range(50)])
     outcomes: list[object] = []
-    lock = threading.Lock()
+    outcomes_lock = threading.Lock()
 
     def taker(account: bool) -> None:
         try:
             result: object = store.take("trng", 8, account=account)
         except StoreClosedError as exc:
             result = exc
-        with lock:
+        with outcomes_lock:
             outcomes.append(result)
 
     first = threading.Thread(target=taker, args=(True,))
     first.start()
     assert entered.wait(10)
-    waiting = [threading.Thread(target=taker, args=(False,)) for _ in range(6)]
-    for thread in waiting:
+    waiters = [threading.Thread(target=taker, args=(False,)) for _ in range(6)]
+    for thread in waiters:
         thread.start()
+    wait_until(lambda: waiting() == 6)  # all six submitted before close()
     closer = threading.Thread(target=store.close)
     closer.start()
+    wait_until(lambda: waiting() == 7)  # close() is waiting too (LMDB: its stop marker)
     gate.set()
-    for thread in [first, *waiting, closer]:
-        thread.join(10)
-        assert not thread.is_alive()
+    join_threads([first, *waiters, closer], timeout=10)
     assert len(outcomes) == 7
     served = [o for o in outcomes if isinstance(o, bytes)]
     assert len(set(served)) == len(served)  # each 8-byte item handed out once at most
     assert b"\x00" * 8 in served
+    if factory.kind == "lmdb":
+        assert sorted(served) == [bytes([i]) * 8 for i in range(7)]
     with pytest.raises(StoreClosedError):
         store.take("trng", 1)
+
+
+@pytest.mark.parametrize("chunk", [7, 10_000])
+def test_resize_drops_everything_beyond_capacity_in_chunks(
+    factory: StoreFactory, monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    monkeypatch.setattr(queue, "DROP_CHUNK", chunk)
+    store = factory.open(default_capacity=100)
+    items = [bytes([i]) * 5 for i in range(100)]
+    store.push("fortuna", items)
+    store.take("fortuna", 2)
+    assert store.resize("fortuna", 10) == 90
+    stats = store.stats("fortuna")
+    assert (stats.capacity, stats.items, stats.dropped, stats.dropped_bytes) == (10, 10, 90, 448)
+    assert stats.total_generated == stats.items + stats.dropped + stats.consumed
+    assert queued(store, "fortuna") == b"".join(items[90:])
+    store = factory.reopen(store)
+    assert store.stats("fortuna") == stats
 
 
 # -- open_store and resolve_db_path ---------------------------------------------------------------

@@ -2,18 +2,21 @@
 
 Same semantics as the LMDB store (the queue logic is shared, :mod:`lokey.store.queue`), kept in
 process memory under one lock: nothing survives a restart. "No byte twice" holds because a take
-removes its bytes under the lock before it returns them.
+removes its bytes under the lock before it returns them. A resize that drops many items does it
+in chunks (:func:`lokey.store.queue.trim`), releasing the lock in between, as the LMDB store does.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from itertools import islice, repeat, starmap
+from operator import itemgetter
 
-from lokey.errors import StoreClosedError
+from lokey.errors import StoreClosedError, StoreError
 from lokey.store import queue
 from lokey.store.base import (
     DEFAULT_CAPACITY,
@@ -32,6 +35,7 @@ from lokey.store.base import (
 )
 from lokey.store.queue import Buffer, QueueMeta
 from lokey.store.usage import UsageRecord
+from lokey.store.writer import HEALTH_TIMEOUT
 
 __all__ = ["MemoryStore"]
 
@@ -47,22 +51,39 @@ class _DictTable:
     def values(self) -> Iterator[Buffer]:
         return iter(self._items.values())
 
-    def entries(self) -> Iterator[tuple[int, Buffer]]:
-        return iter(self._items.items())
+    def entries(self, start: int = 0) -> Iterator[tuple[int, Buffer]]:
+        return islice(self._items.items(), start, None)
 
     def append(self, first_id: int, values: Sequence[bytes]) -> None:
         self._items.update(zip(range(first_id, first_id + len(values)), values, strict=True))
 
     def replace(self, item_id: int, value: bytes) -> None:
+        if item_id not in self._items:
+            raise StoreError(f"the queue has no item {item_id} to rewrite")
         self._items[item_id] = value  # an existing key keeps its place
 
     def delete(self, item_ids: Iterable[int]) -> None:
-        for item_id in item_ids:
+        ids = list(item_ids)
+        if not all(map(self._items.__contains__, ids)):  # checked first: all or nothing
+            raise StoreError("the queue lacks an item it was asked to delete")
+        for item_id in ids:
             del self._items[item_id]
 
     def delete_head(self, count: int) -> None:
-        for _ in range(count):
-            self._items.popitem(last=False)
+        if count > len(self._items):
+            raise StoreError(f"the queue holds {len(self._items)} items, not {count} to delete")
+        deque(starmap(self._items.popitem, repeat((False,), count)), maxlen=0)
+
+    def keep_tail(self, count: int, *, of: int) -> int:
+        if len(self._items) != of or count > of:
+            raise StoreError(
+                f"the queue holds {len(self._items)} items, not {of}: its counters and its items"
+                " disagree"
+            )
+        kept = list(islice(reversed(self._items.items()), count))
+        kept.reverse()
+        self._items = OrderedDict(kept)
+        return sum(map(len, map(itemgetter(1), kept)))
 
 
 class MemoryStore:
@@ -120,8 +141,15 @@ class MemoryStore:
     def resize(self, source: Source, capacity: int) -> int:
         src = check_source(source)
         size = check_capacity(capacity)
+        meta, table = self._meta[src], self._tables[src]
         with self._open():
-            return queue.resize(self._meta[src], self._tables[src], size)
+            dropped = queue.resize(meta, table, size)
+            more = queue.over_capacity(meta)
+        while more:  # a large drop in chunks, the lock released in between (queue.trim)
+            with self._open():
+                dropped += queue.trim(meta, table)
+                more = queue.over_capacity(meta)
+        return dropped
 
     def count_poll(self, source: Source) -> None:
         self.push(source, (), polls=1)
@@ -150,8 +178,13 @@ class MemoryStore:
             return DatabaseInfo(path=MEMORY_PATH, size_bytes=0, in_memory=True)
 
     def healthy(self) -> bool:
-        with self._lock:
+        """Open, and the lock free within HEALTH_TIMEOUT seconds: a probe never hangs."""
+        if not self._lock.acquire(timeout=HEALTH_TIMEOUT):
+            return False
+        try:
             return not self._closed
+        finally:
+            self._lock.release()
 
     def close(self) -> None:
         with self._lock:
