@@ -8,7 +8,9 @@ failing peer, an ``httpx.MockTransport``.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from lokey.clock import Clock
 from lokey.services.api import ApiService, create_api_app
@@ -29,12 +32,15 @@ from lokey.services.settings import (
 from tests.service_helpers import FAST_RECOVERY, LOCKED_URL, TestClient, free_port, serve
 
 __all__ = [
+    "BACKENDS",
     "PeerStack",
     "api_service",
     "api_settings",
     "dead_address",
     "peer_stack",
     "running_api",
+    "settings_for",
+    "shared_stack",
 ]
 
 
@@ -55,6 +61,16 @@ def api_settings(tmp_path: Path, **env: str) -> ApiSettings:
         **env,
     }
     return load_api_settings(values)
+
+
+BACKENDS = ("lmdb", "channel")  # the two stores, whose semantics must be identical
+
+
+def settings_for(tmp_path: Path, backend: str, **env: str) -> ApiSettings:
+    """:func:`api_settings` on ``backend`` (``lmdb`` or ``channel``)."""
+    if backend == "channel":
+        env = {"DB_IMPLEMENTATION": "channel", **env}
+    return api_settings(tmp_path, **env)
 
 
 @contextmanager
@@ -116,3 +132,42 @@ def peer_stack(tmp_path: Path) -> Iterator[PeerStack]:
             serve("virtio", dirs["virtio"], settings_names=VIRTIO_ENV, VIRTIO_PIPE_PATH="")
         )
         yield PeerStack(controller.base, fortuna.base, virtio.base)
+
+
+@contextmanager
+def starting_few_at_once(factory: pytest.TempPathFactory, slots: int = 2) -> Iterator[None]:
+    """Start processes holding one of ``slots`` locks shared by all xdist workers: a small
+    machine starting a dozen Python processes at once can miss ``serve``'s 20 s start-up
+    bound."""
+    base = factory.getbasetemp().parent
+    while True:
+        for slot in range(slots):
+            with (base / f"lokey-api-tests-start-{slot}.lock").open("a") as handle:
+                try:
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue
+                try:
+                    yield
+                finally:
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+                return
+        time.sleep(0.05)
+
+
+SHARED_STACK = "lokey_api_tests_peer_stack"  # an attribute of pytest.Config, see shared_stack
+
+
+def shared_stack(config: pytest.Config, factory: pytest.TempPathFactory) -> PeerStack:
+    """One :func:`peer_stack` per pytest process, shared by test_api_background.py and
+    test_api_integration.py (a stack costs seconds of CPU to start; under xdist every worker
+    would otherwise start one per module), stopped when the session ends."""
+    existing = getattr(config, SHARED_STACK, None)
+    if isinstance(existing, PeerStack):
+        return existing
+    processes = ExitStack()
+    config.add_cleanup(processes.close)
+    with starting_few_at_once(factory):
+        peers = processes.enter_context(peer_stack(factory.mktemp("peers")))
+    setattr(config, SHARED_STACK, peers)
+    return peers

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import inspect
 import json
 import logging
@@ -21,7 +20,7 @@ import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +39,8 @@ from tests.api_helpers import (
     api_service,
     api_settings,
     dead_address,
-    peer_stack,
     running_api,
+    shared_stack,
 )
 from tests.service_helpers import TestClient, serve
 
@@ -187,45 +186,6 @@ def fill_ring(stack: PeerStack, data: bytes) -> None:
 
 
 # -- fixtures --------------------------------------------------------------------------------------
-
-
-@contextmanager
-def starting_few_at_once(factory: pytest.TempPathFactory, slots: int = 2) -> Iterator[None]:
-    """Start processes holding one of ``slots`` locks shared by all xdist workers: a small
-    machine starting a dozen Python processes at once can miss ``serve``'s 20 s start-up
-    bound."""
-    base = factory.getbasetemp().parent
-    while True:
-        for slot in range(slots):
-            with (base / f"lokey-api-tests-start-{slot}.lock").open("a") as handle:
-                try:
-                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    continue
-                try:
-                    yield
-                finally:
-                    fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-                return
-        time.sleep(0.05)
-
-
-SHARED_STACK = "lokey_api_tests_peer_stack"  # an attribute of pytest.Config, see shared_stack
-
-
-def shared_stack(config: pytest.Config, factory: pytest.TempPathFactory) -> PeerStack:
-    """One :func:`peer_stack` per pytest process, shared by test_api_background.py and
-    test_api_integration.py (a stack costs seconds of CPU to start; under xdist every worker
-    would otherwise start one per module), stopped when the session ends."""
-    existing = getattr(config, SHARED_STACK, None)
-    if isinstance(existing, PeerStack):
-        return existing
-    processes = ExitStack()
-    config.add_cleanup(processes.close)
-    with starting_few_at_once(factory):
-        peers = processes.enter_context(peer_stack(factory.mktemp("peers")))
-    setattr(config, SHARED_STACK, peers)
-    return peers
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -23,45 +22,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lokey.services.settings import ApiSettings
-from tests.api_helpers import api_service, api_settings, running_api
+from tests.api_helpers import api_service, api_settings, running_api, settings_for
 from tests.service_helpers import TestClient
 
-BACKENDS = ("lmdb", "channel")
 VIRTIO = "http://virtio.test:8083"
-
-
-def settings_for(tmp_path: Path, backend: str, **env: str) -> ApiSettings:
-    if backend == "channel":
-        env = {"DB_IMPLEMENTATION": "channel", **env}
-    return api_settings(tmp_path, **env)
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> str:
-    name: str = request.param
-    return name
-
-
-@pytest.fixture
-def client(tmp_path: Path, backend: str) -> Iterator[TestClient]:
-    """The app on each store back-end (for behaviour both must share)."""
-    with running_api(settings_for(tmp_path, backend)) as the_client:
-        yield the_client
-
-
-@pytest.fixture
-def api(tmp_path: Path) -> Iterator[TestClient]:
-    """The app on the default (LMDB) store."""
-    with running_api(api_settings(tmp_path)) as the_client:
-        yield the_client
-
-
-@pytest.fixture(scope="module")
-def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    """One app for the tests whose requests are all refused (nothing may change in it)."""
-    with running_api(api_settings(tmp_path_factory.mktemp("shared"))) as the_client:
-        yield the_client
 
 
 def items(count: int, start: int = 0, size: int = 32) -> list[bytes]:

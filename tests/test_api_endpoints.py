@@ -28,13 +28,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from lokey.errors import StoreError
 from lokey.services.api.views import human_size
-from lokey.services.settings import ApiSettings
-from tests.api_helpers import api_service, api_settings, running_api
+from tests.api_helpers import api_service, api_settings, running_api, settings_for
 from tests.service_helpers import TestClient
 
 # -- helpers ---------------------------------------------------------------------------------------
 
-BACKENDS = ("lmdb", "channel")
 WIDTHS = {
     "int8": 1,
     "int16": 2,
@@ -68,32 +66,6 @@ REFERENCE_GAUGES = {
 CONTROLLER = "http://controller.test:8081"
 FORTUNA = "http://fortuna.test:8082"
 VIRTIO = "http://virtio.test:8083"
-
-
-def settings_for(tmp_path: Path, backend: str, **env: str) -> ApiSettings:
-    if backend == "channel":
-        env = {"DB_IMPLEMENTATION": "channel", **env}
-    return api_settings(tmp_path, **env)
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> str:
-    name: str = request.param
-    return name
-
-
-@pytest.fixture
-def client(tmp_path: Path, backend: str) -> Iterator[TestClient]:
-    """The app on each store back-end (for behaviour both must share)."""
-    with running_api(settings_for(tmp_path, backend)) as the_client:
-        yield the_client
-
-
-@pytest.fixture
-def api(tmp_path: Path) -> Iterator[TestClient]:
-    """The app on the default (LMDB) store, for behaviour that does not depend on it."""
-    with running_api(api_settings(tmp_path)) as the_client:
-        yield the_client
 
 
 @pytest.fixture(scope="module")
