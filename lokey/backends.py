@@ -10,6 +10,7 @@ URL grammar::
     target   = "sim://atecc608a" [ "?" option *( "&" option ) ]
              | "/dev/i2c-" N                      ; N = 0, 1, 2 …
              | "i2c://" absolute-path             ; i2c:///dev/i2c-1, i2c:///tmp/stand-in
+             | "replay://" path                   ; a trace file, absolute or relative
     option   = "timing="   ( "typical" | "maximum" | "instant" )       ; default typical
              | "seed="     integer                                     ; reproducible RNG
              | "lock="     ( "unlocked" | "config-locked" | "locked" ) ; default unlocked
@@ -23,16 +24,28 @@ only when someone sleeps. ``spy+`` wraps any bus in a :class:`SpyBus` that recor
 message and writes the recording as JSON lines in the ``sim.i2c_bus`` trace format, so
 ``spy+/dev/i2c-1`` on a Pi produces a trace that loads next to the emulator's own.
 
+``replay://<path>`` plays such a trace back (:class:`ReplayBus`): the chip's side of every
+message comes from the file, each host message must be the next recorded one (a write byte for
+byte), and the first difference raises :class:`ReplayMismatchError`. A recorded session thus
+becomes a test of the driver code that produced it, with no chip and no real waiting: the
+replay's clock is virtual and follows the recorded timestamps (see :class:`ReplayBus`). The
+path is taken verbatim after ``replay://`` (percent-escapes decoded, as ``i2c://`` does) and a
+relative path is resolved against the working directory when the bus is opened.
+
 This is the only ``lokey`` module that imports :mod:`sim`, and only inside the functions that
-build an emulator, serialise a trace or build an emulator fault for the controller's chaos API
-(:func:`fault_kinds`, :func:`build_fault`) (an import-linter contract allows exactly this edge), so
-importing it on a Pi costs nothing and a hardware-only deployment could drop the emulator.
+build an emulator, serialise or load a trace, or build an emulator fault for the controller's
+chaos API (:func:`fault_kinds`, :func:`build_fault`) (an import-linter contract allows exactly
+this edge), so importing it on a Pi costs nothing and a hardware-only deployment could drop the
+emulator.
 
 Errors: a URL that cannot work raises :class:`ValueError` naming the problem and the choices,
 before anything is opened. An i2c-dev node that cannot be opened raises
 :class:`lokey.errors.BusError` (with the errno, chained to the ``OSError``) saying which path
 failed and what usually fixes it on a Pi; ``OSError`` from transfers is left to the driver's
-transport, the one seam where bus errors become lokey errors.
+transport, the one seam where bus errors become lokey errors. A trace that cannot be read or
+parsed raises :class:`ReplayError`; a replay that diverges from its trace raises a
+:class:`ReplayError` subclass from ``i2c_rdwr`` (never an ``OSError``, so no driver retry
+can swallow it).
 """
 
 from __future__ import annotations
@@ -45,17 +58,28 @@ import os
 import re
 import threading
 from collections import deque
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import MISSING, Field, dataclass, fields, is_dataclass
 from pathlib import Path
 from types import MappingProxyType, TracebackType, UnionType
-from typing import Final, Literal, Self, TypeAlias, Union, get_args, get_origin, get_type_hints
+from typing import (
+    Final,
+    Literal,
+    Protocol,
+    Self,
+    TypeAlias,
+    Union,
+    get_args,
+    get_origin,
+    get_type_hints,
+    runtime_checkable,
+)
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from smbus2 import SMBus, i2c_msg
 
 from lokey.clock import Clock, SystemClock
-from lokey.errors import BusError
+from lokey.errors import BusError, LokeyError
 from lokey.hardware.bus import Bus
 
 __all__ = [
@@ -73,6 +97,12 @@ __all__ = [
     "FaultParam",
     "FaultTarget",
     "OpenedBus",
+    "ReplayBus",
+    "ReplayClock",
+    "ReplayError",
+    "ReplayExhaustedError",
+    "ReplayIncompleteError",
+    "ReplayMismatchError",
     "SpyBus",
     "SpyRecord",
     "build_fault",
@@ -81,6 +111,7 @@ __all__ = [
     "fault_kinds",
     "open_bus",
     "parse_bus_url",
+    "read_trace",
     "validate_bus_url",
 ]
 
@@ -98,7 +129,7 @@ NACK_ERRNOS: Final = frozenset({errno.EREMOTEIO, errno.ENXIO})
 #: seconds of a chip polled flat out, a few MB, safe to leave on).
 DEFAULT_SPY_CAPACITY: Final = 65_536
 
-BusKind: TypeAlias = Literal["emulator", "i2c-dev"]
+BusKind: TypeAlias = Literal["emulator", "i2c-dev", "replay"]
 Direction: TypeAlias = Literal["w", "r"]
 _Bad: TypeAlias = Callable[[str], ValueError]  # builds the error for one URL from a problem
 
@@ -128,9 +159,10 @@ _I2C_M_RD: Final = 0x0001
 _BARE_DEVICE = re.compile(r"/dev/i2c-[0-9]+")  # ASCII only: \d matches any Unicode digit
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 _SPY_PREFIX: Final = "spy+"
+_REPLAY_PREFIX: Final = "replay://"
 _URL_FORMS: Final = (
-    "use sim://atecc608a[?options], /dev/i2c-N, i2c:///dev/i2c-N or i2c://<absolute path>, "
-    "optionally prefixed with spy+"
+    "use sim://atecc608a[?options], /dev/i2c-N, i2c:///dev/i2c-N, i2c://<absolute path> or "
+    "replay://<trace file>, optionally prefixed with spy+"
 )
 
 
@@ -162,8 +194,15 @@ class OpenedBus:
 
     @property
     def inner_bus(self) -> Bus:
-        """The bus under the spy (the virtual bus or the ``SMBus``); ``bus`` itself without one."""
+        """The bus under the spy (the virtual bus, the ``SMBus`` or the replay); ``bus`` itself
+        without one."""
         return self.bus.inner if isinstance(self.bus, SpyBus) else self.bus
+
+    @property
+    def replay(self) -> ReplayBus | None:
+        """The :class:`ReplayBus` of a ``replay://`` URL (under the spy, if any); else None."""
+        inner = self.inner_bus
+        return inner if isinstance(inner, ReplayBus) else None
 
     def close(self) -> None:
         self.bus.close()
@@ -362,6 +401,411 @@ class SpyBus:
         return f"SpyBus({self.inner!r}, {self.recorder!r})"
 
 
+# -- replay --------------------------------------------------------------------------------------
+
+
+class ReplayError(LokeyError):
+    """A trace cannot be replayed: unreadable, malformed, or the host left the recorded path.
+
+    Deliberately not a :class:`~lokey.errors.DeviceError` nor an ``OSError``: the transport
+    retries those, and a replay that diverged must stop the test at once, not be retried.
+    """
+
+
+class ReplayMismatchError(ReplayError):
+    """The host sent something other than the next recorded message.
+
+    ``index`` is the record's position in the trace (0-based: line ``index + 1`` of a trace
+    file without blank lines), ``transfer`` its recorded ``i2c_rdwr`` number; ``expected`` and
+    ``got`` describe the two messages (direction, address, bytes in hex).
+    """
+
+    def __init__(self, message: str, *, index: int, transfer: int, expected: str, got: str) -> None:
+        super().__init__(message)
+        self.index = index
+        self.transfer = transfer
+        self.expected = expected
+        self.got = got
+
+
+class ReplayExhaustedError(ReplayError):
+    """The host started a transfer after the last recorded one."""
+
+
+class ReplayIncompleteError(ReplayError):
+    """:meth:`ReplayBus.finish` found recorded messages the host never asked for."""
+
+
+_NACK_OUTCOMES: Final = frozenset({"nack", "wake"})
+_KNOWN_OUTCOMES: Final = _NACK_OUTCOMES | {"ack"}
+_ERROR_OUTCOME = re.compile(r"error:([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def read_trace(path: str | os.PathLike[str]) -> list[SpyRecord]:
+    """Load a JSON-lines trace (a spy's or the virtual bus's) as records a replay can play.
+
+    Parsed by sim's own ``Trace.read_jsonl``, so the two sides of the format cannot drift; the
+    ``faults`` a virtual-bus trace names are dropped (the data already shows their effect).
+    Raises :class:`ReplayError` for a file that cannot be read, a malformed line, an outcome
+    the trace format does not define, or a trace without records.
+    """
+    from sim.i2c_bus.trace import Trace  # noqa: PLC0415 - no sim import at module load
+
+    shown = os.fspath(path)
+    try:
+        trace = Trace.read_jsonl(Path(path))
+    except OSError as exc:
+        raise ReplayError(f"cannot read replay trace {shown}: {exc.strerror or exc}") from exc
+    except ValueError as exc:
+        raise ReplayError(f"replay trace {shown} is not a bus trace: {exc}") from exc
+    records = [
+        SpyRecord(r.time, r.transfer, r.index, r.address, r.direction, r.data, r.outcome)
+        for r in trace.records()
+    ]
+    if not records:
+        raise ReplayError(f"replay trace {shown} holds no messages")
+    for number, record in enumerate(records):
+        outcome = record.outcome
+        if outcome not in _KNOWN_OUTCOMES and _ERROR_OUTCOME.fullmatch(outcome) is None:
+            raise ReplayError(
+                f"replay trace {shown}, record {number}: unknown outcome {outcome!r} "
+                "(the trace format has ack, nack, wake, error:<ERRNO>)"
+            )
+    return records
+
+
+@runtime_checkable
+class _Advancing(Protocol):
+    """A clock that can be moved forward (``sim.clock.VirtualClock``)."""
+
+    def advance(self, seconds: float) -> float: ...
+
+
+class ReplayClock:
+    """Virtual time for a replay: sleeping returns at once, and the trace sets the pace.
+
+    A :class:`ReplayBus` on this clock tells it when each recorded transfer started. At a
+    transfer's start the clock is moved forward to it if it is behind; after a transfer the
+    clock reads at least the next transfer's recorded start, while ``sleep`` still adds to
+    the time the host has spent itself. So a host that reads the clock just before a
+    transfer (the transport's watchdog budget, the start of a wake) sees the time the
+    recording saw, including time the host spent without sleeping (a slow Pi, a paused
+    caller), and a host that sleeps as it did when recording lands exactly on the recorded
+    timestamps instead of counting its sleeps twice.
+    """
+
+    def __init__(self, start: float = 0.0) -> None:
+        self._now = float(start)
+        self._floor = self._now  # the next recorded transfer's start, once known
+        self._lock = threading.Lock()
+
+    def monotonic(self) -> float:
+        with self._lock:
+            return max(self._now, self._floor)
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            with self._lock:
+                self._now += seconds
+
+    def _reach(self, when: float) -> None:
+        """A recorded transfer starts at ``when``."""
+        with self._lock:
+            self._now = max(self._now, when)
+
+    def _expect(self, when: float | None) -> None:
+        """The next recorded transfer starts at ``when`` (None: no more transfers)."""
+        with self._lock:
+            self._floor = self._now if when is None else when
+
+    def __repr__(self) -> str:
+        return f"ReplayClock(now={self.monotonic()!r})"
+
+
+@dataclass(frozen=True)
+class _Transfer:
+    first: int  # the trace index of its first record
+    records: tuple[SpyRecord, ...]
+
+
+def _group(records: Sequence[SpyRecord]) -> tuple[_Transfer, ...]:
+    """Consecutive records with the same transfer number are one recorded ``i2c_rdwr`` call."""
+    groups: list[_Transfer] = []
+    start = 0
+    for end in range(1, len(records) + 1):
+        if end == len(records) or records[end].transfer != records[start].transfer:
+            groups.append(_Transfer(start, tuple(records[start:end])))
+            start = end
+    return tuple(groups)
+
+
+def _show_record(record: SpyRecord) -> str:
+    if record.direction == "w":
+        return f"a write to 0x{record.address:02x} of [{record.data.hex(' ')}]"
+    if record.outcome == "ack":
+        return f"a {len(record.data)}-byte read from 0x{record.address:02x}"
+    return f"a read from 0x{record.address:02x}"
+
+
+def _show_message(msg: i2c_msg) -> str:
+    address: int = msg.addr
+    if msg.flags & _I2C_M_RD:
+        return f"a {msg.len}-byte read from 0x{address:02x}"
+    return f"a write to 0x{address:02x} of [{_message_bytes(msg).hex(' ')}]"
+
+
+def _difference(record: SpyRecord, msg: i2c_msg) -> str | None:
+    """Why ``msg`` is not the recorded message (None if it is): the detail after the hex."""
+    is_read = bool(msg.flags & _I2C_M_RD)
+    address: int = msg.addr
+    if is_read != (record.direction == "r"):
+        return "a read where the trace has a write" if is_read else "a write instead of a read"
+    if address != record.address:
+        return f"address 0x{address:02x} instead of 0x{record.address:02x}"
+    if is_read:
+        if record.outcome == "ack" and msg.len != len(record.data):
+            return f"{msg.len} bytes instead of {len(record.data)}"
+        return None
+    data = _message_bytes(msg)
+    if data == record.data:
+        return None
+    first = next(
+        (i for i, (a, b) in enumerate(zip(data, record.data, strict=False)) if a != b),
+        min(len(data), len(record.data)),
+    )
+    if len(data) != len(record.data) and first == min(len(data), len(record.data)):
+        return f"{len(data)} bytes instead of {len(record.data)}"
+    return f"first difference at byte {first}"
+
+
+class ReplayBus:
+    """Plays the chip's side of a recorded trace; the host must repeat its side exactly.
+
+    Every ``i2c_rdwr`` call must be the next recorded transfer, message for message: a write
+    with the recorded address and bytes, a read from the recorded address of the recorded
+    length (it gets the recorded bytes). A recorded NACK (``nack``, and ``wake`` for the
+    general-call wake pulse) raises ``OSError(nack_errno)`` (EREMOTEIO, i2c-bcm2835's), a
+    recorded ``error:<ERRNO>`` raises ``OSError`` with that errno, after the messages before it
+    took effect. The first difference raises :class:`ReplayMismatchError` naming the record;
+    so does every later transfer (the replay cannot know what the chip would have answered),
+    which keeps the first difference the one reported even when the driver's clean-up tries
+    to talk to the chip while the error propagates. A transfer after the last record raises
+    :class:`ReplayExhaustedError` (again on every later call); :meth:`finish` checks that the
+    host asked for everything.
+
+    Time: nothing is waited for. By default the replay runs on its own :class:`ReplayClock`
+    (``clock``, which the driver must share), starting at the first recorded timestamp and
+    following the recording, so time-driven decisions of the driver (the watchdog budget,
+    giving up on a chip that never answers) come out as they did when the trace was recorded,
+    on a Pi too. Another clock that can be advanced (``sim.clock.VirtualClock``) is moved
+    forward to each transfer's recorded start only; any other clock is left alone, as is
+    every clock with ``follow_time`` False. Recorded times are shifted so that the first
+    record starts at the clock's reading when the replay is built.
+    """
+
+    def __init__(
+        self,
+        records: Iterable[SpyRecord],
+        clock: Clock | None = None,
+        *,
+        source: str = "the trace",
+        nack_errno: int = errno.EREMOTEIO,
+        follow_time: bool = True,
+    ) -> None:
+        self._records = tuple(records)
+        if not self._records:
+            raise ReplayError(f"replay of {source}: no records to replay")
+        self._transfers = _group(self._records)
+        self._clock: Clock = ReplayClock(self._records[0].time) if clock is None else clock
+        self._source = source
+        self._nack_errno = nack_errno
+        self._follow = follow_time
+        self._offset = self._clock.monotonic() - self._records[0].time
+        self._next = 0  # the next transfer to replay
+        self._failure: ReplayError | None = None
+        self._closed = False
+        self._lock = threading.Lock()
+
+    # -- smbus2 surface -------------------------------------------------------------------------
+
+    def i2c_rdwr(self, *i2c_msgs: i2c_msg) -> None:
+        with self._lock:
+            if self._closed:
+                raise OSError(errno.EBADF, "the replay bus is closed")
+            if self._failure is not None:
+                raise self._failure
+            if not i2c_msgs:
+                raise OSError(errno.EINVAL, "an i2c_rdwr call without messages")
+            if self._next >= len(self._transfers):
+                self._failure = ReplayExhaustedError(
+                    f"replay of {self._source} is over: all {len(self._records)} recorded "
+                    f"messages were replayed, and the host started another transfer with "
+                    f"{_show_message(i2c_msgs[0])}"
+                )
+                raise self._failure
+            transfer = self._transfers[self._next]
+            self._arrive(transfer)
+            self._check(transfer, i2c_msgs)
+            self._next += 1
+            self._leave()
+            for record, msg in zip(transfer.records, i2c_msgs, strict=False):
+                if record.outcome != "ack":
+                    raise self._recorded_failure(record)
+                if record.direction == "r" and record.data:
+                    ctypes.memmove(msg.buf, record.data, len(record.data))
+
+    def close(self) -> None:
+        """Release the bus; later transfers fail with EBADF like a closed file descriptor."""
+        with self._lock:
+            self._closed = True
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- progress ---------------------------------------------------------------------------------
+
+    @property
+    def source(self) -> str:
+        return self._source
+
+    @property
+    def records(self) -> tuple[SpyRecord, ...]:
+        """Everything the trace holds, in order."""
+        return self._records
+
+    @property
+    def position(self) -> int:
+        """How many records the host has gone through (the next record's index)."""
+        with self._lock:
+            return self._position()
+
+    @property
+    def remaining(self) -> int:
+        """Records not replayed yet."""
+        return len(self._records) - self.position
+
+    @property
+    def finished(self) -> bool:
+        """Whether every recorded message was replayed."""
+        return self.remaining == 0
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def finish(self) -> None:
+        """Raise the replay's failure, or :class:`ReplayIncompleteError` if records remain."""
+        with self._lock:
+            if self._failure is not None:
+                raise self._failure
+            position = self._position()
+            if position < len(self._records):
+                record = self._records[position]
+                raise ReplayIncompleteError(
+                    f"replay of {self._source} stopped early: {len(self._records) - position} of "
+                    f"{len(self._records)} recorded messages were never asked for, the first at "
+                    f"record {position} (transfer {record.transfer}): {_show_record(record)}"
+                )
+
+    def __repr__(self) -> str:
+        state = " closed" if self._closed else ""
+        return f"<ReplayBus{state} {self._source}: {self._position()}/{len(self._records)} records>"
+
+    @property
+    def clock(self) -> Clock:
+        """The clock the replay follows (the driver must sleep on it)."""
+        return self._clock
+
+    # -- time -------------------------------------------------------------------------------------
+
+    def _arrive(self, transfer: _Transfer) -> None:
+        if not self._follow:
+            return
+        start = transfer.records[0].time + self._offset
+        clock = self._clock
+        if isinstance(clock, ReplayClock):
+            clock._reach(start)
+        elif isinstance(clock, _Advancing):
+            lag = start - clock.monotonic()
+            if lag > 0:
+                clock.advance(lag)
+
+    def _leave(self) -> None:
+        if self._follow and isinstance(self._clock, ReplayClock):
+            following = None
+            if self._next < len(self._transfers):
+                following = self._transfers[self._next].records[0].time + self._offset
+            self._clock._expect(following)
+
+    # -- matching ---------------------------------------------------------------------------------
+
+    def _position(self) -> int:
+        if self._next >= len(self._transfers):
+            return len(self._records)
+        return self._transfers[self._next].first
+
+    def _check(self, transfer: _Transfer, msgs: Sequence[i2c_msg]) -> None:
+        """Raise (and remember) a mismatch unless ``msgs`` are the recorded transfer."""
+        records = transfer.records
+        for number, (record, msg) in enumerate(zip(records, msgs, strict=False)):
+            detail = _difference(record, msg)
+            if detail is not None:
+                self._mismatch(transfer, number, _show_record(record), _show_message(msg), detail)
+        failed = any(record.outcome != "ack" for record in records)
+        # A virtual-bus trace stops recording a failed transfer at the failing message, so a
+        # host may have sent more; otherwise the counts must agree.
+        if len(msgs) < len(records) or (len(msgs) > len(records) and not failed):
+            number = min(len(msgs), len(records))
+            expected = _show_record(records[number]) if number < len(records) else "the end of it"
+            got = _show_message(msgs[number]) if number < len(msgs) else "the end of it"
+            self._mismatch(
+                transfer,
+                number,
+                expected,
+                got,
+                f"the recorded transfer has {len(records)} message(s), the host's {len(msgs)}",
+            )
+
+    def _mismatch(
+        self, transfer: _Transfer, number: int, expected: str, got: str, detail: str
+    ) -> None:
+        index = transfer.first + number
+        xfer = transfer.records[0].transfer
+        self._failure = ReplayMismatchError(
+            f"replay of {self._source} diverged at record {index} (transfer {xfer}, message "
+            f"{number}): the trace has {expected}, the host sent {got} ({detail})",
+            index=index,
+            transfer=xfer,
+            expected=expected,
+            got=got,
+        )
+        raise self._failure
+
+    def _recorded_failure(self, record: SpyRecord) -> Exception:
+        if record.outcome in _NACK_OUTCOMES:
+            what = "wake pulse" if record.outcome == "wake" else "no ACK"
+            return OSError(
+                self._nack_errno, f"{what} from I2C address 0x{record.address:02x} (replayed)"
+            )
+        match = _ERROR_OUTCOME.fullmatch(record.outcome)
+        assert match is not None  # read_trace and the spy produce nothing else
+        code = getattr(errno, match.group(1), None)
+        if isinstance(code, int):
+            return OSError(code, f"{os.strerror(code)} (replayed)")
+        return ReplayError(
+            f"replay of {self._source}: the recorded transfer {record.transfer} failed with "
+            f"{match.group(1)}, which is not an OSError a replay can reproduce"
+        )
+
+
 # -- parsing -------------------------------------------------------------------------------------
 
 
@@ -381,8 +825,13 @@ class _I2cDevTarget:
 
 
 @dataclass(frozen=True)
+class _ReplayTarget:
+    path: str
+
+
+@dataclass(frozen=True)
 class _ParsedUrl:
-    target: _EmulatorTarget | _I2cDevTarget
+    target: _EmulatorTarget | _I2cDevTarget | _ReplayTarget
     spy: bool
     options: frozenset[str]  # the sim options the URL itself set
 
@@ -404,6 +853,8 @@ def _parse(url: str) -> _ParsedUrl:
             raise bad("spy+ can be given only once")
     if not rest:
         raise bad(f"the URL is empty; {_URL_FORMS}")
+    if rest[: len(_REPLAY_PREFIX)].lower() == _REPLAY_PREFIX:
+        return _ParsedUrl(_replay_target(rest[len(_REPLAY_PREFIX) :], bad), spy, frozenset())
     if rest.startswith("/"):
         if _BARE_DEVICE.fullmatch(rest) is None:
             raise bad(
@@ -435,8 +886,27 @@ def _parse(url: str) -> _ParsedUrl:
         if parts.query:
             raise bad(f"i2c-dev URLs take no options (got {parts.query!r})")
         return _ParsedUrl(_I2cDevTarget(path), spy, frozenset())
+    if parts.scheme == "replay":
+        raise bad("write replay://<path of a trace file>, e.g. replay://session.jsonl")
     scheme = f"unknown scheme {parts.scheme!r}" if parts.scheme else "not a bus URL"
     raise bad(f"{scheme}; {_URL_FORMS}")
+
+
+def _replay_target(raw: str, bad: _Bad) -> _ReplayTarget:
+    """Everything after ``replay://`` is the path (percent-escapes decoded); no options."""
+    if "?" in raw:
+        raise bad(
+            f"replay URLs take no options (got {raw.partition('?')[2]!r}); "
+            "write %3F for a '?' in the file name"
+        )
+    if "#" in raw:
+        raise bad(f"unexpected fragment '#{raw.partition('#')[2]}'; write %23 for a '#'")
+    path = unquote(raw)
+    if not path:
+        raise bad("replay:// needs the path of a trace file, e.g. replay://session.jsonl")
+    if "\x00" in path:
+        raise bad("the trace path contains a NUL byte")
+    return _ReplayTarget(path)
 
 
 def _query(query: str, bad: _Bad) -> dict[str, str]:
@@ -532,6 +1002,8 @@ def parse_bus_url(url: str) -> BusUrl:
     parsed = _parse(url)
     if isinstance(parsed.target, _I2cDevTarget):
         return BusUrl(url, "i2c-dev", parsed.spy, MappingProxyType({}))
+    if isinstance(parsed.target, _ReplayTarget):
+        return BusUrl(url, "replay", parsed.spy, MappingProxyType({}))
     query = urlsplit(url[len(_SPY_PREFIX) :] if parsed.spy else url).query
     options = dict(parse_qsl(query, keep_blank_values=True)) if query else {}
     return BusUrl(url, "emulator", parsed.spy, MappingProxyType(options))
@@ -550,7 +1022,9 @@ def open_bus(
 
     ``clock``: the clock to build the emulator and the spy on (and to return). On ``sim://`` it
     replaces the default wall clock; a URL that also sets ``clock=`` is refused as ambiguous.
-    On i2c-dev it is returned as given and must run in real time (the chip does).
+    On i2c-dev it is returned as given and must run in real time (the chip does). On
+    ``replay://`` it replaces the :class:`ReplayClock` the replay otherwise builds (starting at
+    the trace's first timestamp); see :class:`ReplayBus` for how a clock follows the recording.
 
     ``defaults``: ``sim://`` option values for URLs that do not set them, e.g. a test harness's
     ``{"clock": "virtual"}``; checked like URL options, ignored by i2c-dev URLs (which have
@@ -562,6 +1036,11 @@ def open_bus(
     if isinstance(target, _EmulatorTarget):
         bus, used_clock, chip = _open_emulator(url, parsed, target, clock, defaults)
         kind: BusKind = "emulator"
+    elif isinstance(target, _ReplayTarget):
+        if defaults:
+            _check_defaults(url, defaults)
+        bus, used_clock = _open_replay(target.path, clock)
+        chip, kind = None, "replay"
     else:
         if defaults:
             _check_defaults(url, defaults)
@@ -635,6 +1114,11 @@ def _open_emulator(
     bus = VirtualI2CBus(used)
     bus.attach(target.address, chip)
     return bus, used, chip
+
+
+def _open_replay(path: str, clock: Clock | None) -> tuple[ReplayBus, Clock]:
+    bus = ReplayBus(read_trace(path), clock, source=path)
+    return bus, bus.clock
 
 
 def _open_i2c_dev(path: str) -> SMBus:
