@@ -1,4 +1,6 @@
 # LoKey: the two quick-start commands are `make run` and `make test`.
+# `make run` is `lokey up` (the whole stack on the emulator; Ctrl-C stops it); pass options
+# with ARGS, e.g. `make run ARGS=--fast` or `make run ARGS='--hardware /dev/i2c-1'`.
 # Everything lands in .venv, created from the python3 on PATH when missing.
 
 PYTHON ?= python3
@@ -6,8 +8,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 # pytest-xdist workers: CI machines have 2 cores
 WORKERS ?= auto
+# options for `lokey up` (make run)
+ARGS ?=
 
-.PHONY: run test lint format arch type unit conformance bench clean
+.PHONY: run demo test lint format arch type unit conformance bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +27,10 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.installed
 
 run: $(VENV)/.installed
+	$(BIN)/lokey up $(ARGS)
+
+# the emulator tour: wake, Info, Random by hand, the bus trace
+demo: $(VENV)/.installed
 	$(BIN)/python -m sim
 
 test: $(VENV)/.installed-dev lint arch type unit conformance

@@ -4,7 +4,10 @@
 SP 800-22 battery. ``lokey provision`` shows, and with ``--yes`` applies, the chip's RNG
 configuration. ``lokey serve controller``, ``lokey serve fortuna``, ``lokey serve virtio`` and
 ``lokey serve api`` run the four services (settings from the environment,
-spec/service-api.md §6). Exit status:
+spec/service-api.md §6); ``lokey up`` runs all four on the emulator (or ``--hardware``),
+supervised, until Ctrl-C. ``lokey conformance [ARGS...]`` runs the conformance suites
+(``python -m conformance``, ARGS passed through) and ``lokey doctor`` checks a bus and the chip
+on it (``python -m lokey.doctor``). Exit status:
 0 success (the data passes; provisioning done or nothing to do; the service stopped cleanly),
 1 failure (the data fails; the chip refused), 2 the command could not run (bad input, options or
 settings, a bus that cannot be opened).
@@ -42,11 +45,19 @@ MIN_ENTROPY = 0.01  # bits per byte; below this the RCT cut-off exceeds any inpu
 MIN_SEQUENCE_BITS = 1_000  # below this most tests cannot run and p-values are coarse
 MAX_SEQUENCE_BITS = 100_000_000
 SERVICES_MODULE = "lokey.services"  # `python -m lokey.services SERVICE` runs one service
+CONFORMANCE_MODULE = "conformance"  # `python -m conformance ARGS`: the suites
+DOCTOR_MODULE = "lokey.doctor"  # `python -m lokey.doctor`: checks a bus and its chip
+SERVICE_PORTS = {"controller": 8081, "fortuna": 8082, "virtio": 8083, "api": 8080}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["conformance"]:
+        # everything after the command belongs to pytest, options included (argparse's
+        # REMAINDER would still claim a leading --option or -h for itself)
+        return _exec_module("lokey conformance", CONFORMANCE_MODULE, arguments[1:])
     parser = _parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(arguments)
     try:
         status: int = args.run(args, parser)
     except KeyboardInterrupt:
@@ -187,6 +198,99 @@ def _parser() -> argparse.ArgumentParser:
             "TRNG_APT_WINDOW_SIZE, ALLOW_PEEK, LOG_LEVEL and the LOKEY_* variables in the README."
         ),
     )
+
+    up_cmd = commands.add_parser(
+        "up",
+        help="run all four services, supervised, until Ctrl-C (emulator by default)",
+        description=(
+            "Start controller, fortuna, virtio and api as supervised child processes (the "
+            "emulator with a provisioned chip on typical timing unless --fast or --hardware), "
+            "wait until each is healthy, print the URLs, the named pipe and the logs, restart "
+            "a service that dies (back-off 1 s doubling to 30 s) and stop everything on "
+            "Ctrl-C or SIGTERM (exit 0). Files live in the data directory: api.db, "
+            "fortuna.seed, the FIFO virtio-rng, logs/SERVICE.log, lokey-up.json (pids). "
+            "Options beat the environment, which beats these defaults: DB_PATH, "
+            "LOKEY_FORTUNA_SEED_FILE, VIRTIO_PIPE_PATH, LOKEY_BUS_URL / I2C_BUS_NUMBER and "
+            "LOG_LEVEL (default WARNING) are taken from the environment when set; PORT is "
+            "ignored and the api always talks to the services started here."
+        ),
+    )
+    bus = up_cmd.add_mutually_exclusive_group()
+    bus.add_argument(
+        "--fast",
+        action="store_true",
+        help="emulator with instant timing (default: typical chip timing, like hardware)",
+    )
+    bus.add_argument(
+        "--hardware",
+        metavar="DEV",
+        default=None,
+        help="use the real chip on this i2c-dev node, e.g. /dev/i2c-1 (no chaos API)",
+    )
+    up_cmd.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        default=None,
+        help="database, Fortuna seed file, FIFO and logs (default $XDG_STATE_HOME/lokey, "
+        "i.e. ~/.local/state/lokey)",
+    )
+    up_cmd.add_argument(
+        "--host", default="127.0.0.1", help="address all four listen on (default 127.0.0.1)"
+    )
+    for name, port in SERVICE_PORTS.items():
+        option = f"--{name}-port"
+        up_cmd.add_argument(
+            option,
+            type=_bounded_int(option, lower=1, upper=65535),
+            default=port,
+            metavar="PORT",
+            help=f"default {port}",
+        )
+    up_cmd.add_argument(
+        "--single-process",
+        action="store_true",
+        help="run the four apps in one process (less memory, e.g. on a 512 MB Pi; no restarts)",
+    )
+    up_cmd.set_defaults(run=_up)
+
+    conformance_cmd = commands.add_parser(
+        "conformance",
+        help="run the conformance suites (python -m conformance; arguments passed through)",
+        description=(
+            "Run the conformance suites against any bus: every argument after the command "
+            "goes to python -m conformance unchanged (e.g. --bus /dev/i2c-1)."
+        ),
+        add_help=False,
+    )
+    conformance_cmd.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS")
+    conformance_cmd.set_defaults(run=_conformance)
+
+    doctor_cmd = commands.add_parser(
+        "doctor",
+        help="check a bus and the chip on it, and say what to fix",
+        description="Check the bus, the chip and its configuration (python -m lokey.doctor).",
+    )
+    doctor_cmd.add_argument(
+        "--bus",
+        metavar="URL",
+        default=None,
+        help="bus URL (default: LOKEY_BUS_URL, else /dev/i2c-$I2C_BUS_NUMBER, else the emulator)",
+    )
+    doctor_cmd.add_argument(
+        "--samples",
+        type=_bounded_int("--samples", lower=1, upper=1_000_000),
+        default=None,
+        metavar="N",
+        help="Random commands to time and test (default: the doctor's)",
+    )
+    doctor_cmd.add_argument("--json", action="store_true", help="print the report as JSON")
+    doctor_cmd.add_argument(
+        "--record",
+        metavar="FILE",
+        default=None,
+        help="write every bus message as a JSON-lines trace; replay it with --bus replay://FILE",
+    )
+    doctor_cmd.set_defaults(run=_doctor)
     return parser
 
 
@@ -336,6 +440,50 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         print(
             f"lokey serve {args.service}: cannot start {SERVICES_MODULE}: {error}", file=sys.stderr
         )
+    return EXIT_USAGE
+
+
+def _up(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Exec ``python -m lokey.services up ...`` (the supervisor lives with the services)."""
+    argv = ["up", "--host", args.host]
+    for name in SERVICE_PORTS:
+        argv += [f"--{name}-port", str(getattr(args, f"{name}_port"))]
+    if args.fast:
+        argv.append("--fast")
+    if args.hardware is not None:
+        argv += ["--hardware", args.hardware]
+    if args.data_dir is not None:
+        argv += ["--data-dir", args.data_dir]
+    if args.single_process:
+        argv.append("--single-process")
+    return _exec_module("lokey up", SERVICES_MODULE, argv)
+
+
+def _conformance(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    return _exec_module("lokey conformance", CONFORMANCE_MODULE, list(args.args))
+
+
+def _doctor(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    argv: list[str] = []
+    if args.bus is not None:
+        argv += ["--bus", args.bus]
+    if args.samples is not None:
+        argv += ["--samples", str(args.samples)]
+    if args.json:
+        argv.append("--json")
+    if args.record is not None:
+        argv += ["--record", args.record]
+    return _exec_module("lokey doctor", DOCTOR_MODULE, argv)
+
+
+def _exec_module(command: str, module: str, arguments: Sequence[str]) -> int:
+    """Replace this process with ``python -m MODULE ARGUMENTS``; 2 if that cannot happen."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execv(sys.executable, [sys.executable, "-m", module, *arguments])
+    except OSError as error:
+        print(f"{command}: cannot start {module}: {error}", file=sys.stderr)
     return EXIT_USAGE
 
 

@@ -5,6 +5,10 @@ module (the ``lokey`` command and the services are independent siblings of the t
 command starts a service as a program rather than importing it, as ``lokey up`` starts all four).
 Settings come from the environment; invalid settings exit 2 with one line naming each bad
 variable; a clean stop (SIGTERM / SIGINT) exits 0.
+
+``python -m lokey.services up [options]`` (what ``lokey up`` execs) runs all four, supervised:
+see :mod:`lokey.services.supervisor`. The apps are imported only when one is served, so the
+supervisor stays a small process.
 """
 
 from __future__ import annotations
@@ -15,24 +19,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from lokey.errors import StoreError
-from lokey.services import server
-from lokey.services.api import create_api_app
-from lokey.services.controller import create_controller_app
-from lokey.services.fortuna import create_fortuna_app
-from lokey.services.settings import (
-    ApiSettings,
-    ControllerSettings,
-    FortunaSettings,
-    SettingsError,
-    VirtioSettings,
-    load_api_settings,
-    load_controller_settings,
-    load_fortuna_settings,
-    load_virtio_settings,
-)
-from lokey.services.virtio import create_virtio_app
-from lokey.store import resolve_db_path
+from lokey.services import supervisor
 
 __all__ = ["EXIT_USAGE", "main"]
 
@@ -64,24 +51,26 @@ def _parser() -> argparse.ArgumentParser:
     api = services.add_parser("api", help="the API: queues, formats, status")
     api.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1")
     api.add_argument("--port", type=_port, default=None, help="default: $PORT, else 8080")
+    services.add_parser(
+        "up", help="all four, supervised (options: python -m lokey.services up --help)"
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    settings: ControllerSettings | FortunaSettings | VirtioSettings | ApiSettings
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["up"]:
+        return supervisor.main(arguments[1:])
+    args = _parser().parse_args(arguments)
+    return _serve(args)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from lokey.services import apps, server  # noqa: PLC0415 - `up` must not load the apps
+
     try:
-        if args.service == "api":
-            settings = load_api_settings(os.environ)
-            if not settings.in_memory:
-                resolve_db_path(settings.db_path)  # a clear error now, not a lifespan traceback
-        elif args.service == "fortuna":
-            settings = load_fortuna_settings(os.environ)
-        elif args.service == "virtio":
-            settings = load_virtio_settings(os.environ)
-        else:
-            settings = load_controller_settings(os.environ)
-    except (SettingsError, StoreError) as error:
+        settings = apps.load_settings(args.service, os.environ)
+    except apps.StartupError as error:
         print(f"lokey serve {args.service}: {error}", file=sys.stderr)
         return EXIT_USAGE
     logging.basicConfig(
@@ -89,14 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     port = args.port if args.port is not None else settings.port
-    if isinstance(settings, ApiSettings):
-        app = create_api_app(settings)
-    elif isinstance(settings, FortunaSettings):
-        app = create_fortuna_app(settings)
-    elif isinstance(settings, VirtioSettings):
-        app = create_virtio_app(settings)
-    else:
-        app = create_controller_app(settings)
+    app = apps.create_app(settings)
     return server.run(app, host=args.host, port=port, log_level=settings.log_level)
 
 
