@@ -10,17 +10,12 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import re
-import select
 import signal
 import socket
-import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +24,6 @@ import pytest
 
 from lokey import cli
 from lokey.services import supervisor
-from lokey.services.settings import API_ENV, CONTROLLER_ENV, FORTUNA_ENV, VIRTIO_ENV
 from lokey.services.supervisor import (
     Answer,
     Backoff,
@@ -39,7 +33,13 @@ from lokey.services.supervisor import (
     UsageError,
     make_plan,
 )
-from tests.service_helpers import ROOT, free_port, wait_for
+from tests.service_helpers import wait_for
+from tests.up_helpers import (
+    is_running,
+    lokey_up,
+    read_fifo,
+    wait_all_healthy,
+)
 
 # -- fakes ---------------------------------------------------------------------------------------
 
@@ -350,21 +350,6 @@ def test_plans_that_cannot_work_are_refused_naming_the_option(
 
 # -- the command, for real ----------------------------------------------------------------------
 
-SERVICE_VARIABLES = {*CONTROLLER_ENV, *FORTUNA_ENV, *VIRTIO_ENV, *API_ENV, "LOKEY_BUS_URL"}
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in SERVICE_VARIABLES}
-    env.update(PYTHONUNBUFFERED="1", **extra)
-    return env
-
-
-def _ports() -> dict[str, int]:
-    ports: dict[str, int] = {}
-    while len(set(ports.values())) < 4:
-        ports = {name: free_port() for name in supervisor.SERVICES}
-    return ports
-
 
 def test_the_cli_and_the_supervisor_take_the_same_options(
     capsys: pytest.CaptureFixture[str],
@@ -445,120 +430,6 @@ def test_a_port_in_use_exits_2_naming_the_option(
     assert not (tmp_path / "logs" / "controller.log").exists()  # nothing was started
 
 
-@dataclass
-class Up:
-    """A running ``lokey up`` and where it listens."""
-
-    process: subprocess.Popen[bytes]
-    data_dir: Path
-    ports: dict[str, int]
-    output_path: Path
-
-    def url(self, name: str, path: str = "") -> str:
-        return f"http://127.0.0.1:{self.ports[name]}{path}"
-
-    def output(self) -> str:
-        return self.output_path.read_text(errors="replace")
-
-    def pids(self) -> dict[str, int]:
-        document = json.loads((self.data_dir / "lokey-up.json").read_text())
-        return {name: entry["pid"] for name, entry in document["services"].items()}
-
-    def wait_output(self, text: str, timeout_s: float) -> None:
-        def seen() -> bool:
-            assert self.process.poll() is None, self.output()
-            return text in self.output()
-
-        wait_for(seen, repr(text), timeout_s, interval_s=0.05)
-
-    def stop(self) -> int:
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=20)
-
-
-@contextmanager
-def lokey_up(tmp_path: Path, *options: str, **env: str) -> Iterator[Up]:
-    ports = _ports()
-    data_dir = tmp_path / "data"
-    output_path = tmp_path / "up.out"
-    argv = [sys.executable, "-m", "lokey.cli", "up", "--data-dir", str(data_dir), *options]
-    for name, port in ports.items():
-        argv += [f"--{name}-port", str(port)]
-    with output_path.open("wb") as output:
-        process = subprocess.Popen(
-            argv, cwd=ROOT, env=_env(**env), stdout=output, stderr=subprocess.STDOUT
-        )
-    try:
-        up = Up(process, data_dir, ports, output_path)
-        up.wait_output("Ctrl-C stops everything.", timeout_s=45)
-        yield up
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-            for pid in _pids_in(data_dir):
-                _kill_quietly(pid)
-
-
-def _pids_in(data_dir: Path) -> list[int]:
-    try:
-        document = json.loads((data_dir / "lokey-up.json").read_text())
-    except (OSError, ValueError):
-        return []
-    return [entry["pid"] for entry in document["services"].values() if entry["pid"]]
-
-
-def _kill_quietly(pid: int) -> None:
-    with suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-
-
-def _running(pid: int) -> bool:
-    """Alive and not a zombie waiting to be reaped."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def _health(up: Up) -> dict[str, int]:
-    paths = {"controller": "/health", "fortuna": "/health", "virtio": "/health"}
-    return {
-        name: httpx.get(up.url(name, paths.get(name, "/api/v1/health")), timeout=5).status_code
-        for name in supervisor.SERVICES
-    }
-
-
-def _wait_all_healthy(up: Up) -> None:
-    """All four at 200 (Fortuna's /health is 503 until the api's first seeding round)."""
-    everyone = dict.fromkeys(supervisor.SERVICES, 200)
-    wait_for(lambda: _health(up) == everyone, "four /health 200", timeout_s=20, interval_s=0.1)
-
-
-def _read_fifo(path: Path, timeout_s: float) -> bytes:
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    try:
-        poller = select.poll()
-        poller.register(fd, select.POLLIN)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if poller.poll(200):
-                try:
-                    data = os.read(fd, 4096)
-                except BlockingIOError:
-                    continue
-                if data:
-                    return data
-        return b""
-    finally:
-        os.close(fd)
-
-
 def test_lokey_up_runs_the_stack_restarts_a_killed_service_and_stops_cleanly(
     tmp_path: Path,
 ) -> None:
@@ -575,7 +446,7 @@ def test_lokey_up_runs_the_stack_restarts_a_killed_service_and_stops_cleanly(
         assert str(up.data_dir / "virtio-rng") in output
         assert str(up.data_dir / "logs" / "api.log") in output
         assert re.search(r"memory\s+\d+ MB RSS in 4 processes", output), output
-        _wait_all_healthy(up)
+        wait_all_healthy(up)
         pids = up.pids()
         assert len(set(pids.values())) == 4
 
@@ -598,7 +469,7 @@ def test_lokey_up_runs_the_stack_restarts_a_killed_service_and_stops_cleanly(
 
         fifo = up.data_dir / "virtio-rng"
         assert fifo.is_fifo()
-        data = _read_fifo(fifo, timeout_s=20)
+        data = read_fifo(fifo, timeout_s=20)
         assert len(data) >= 32, "no bytes from the FIFO within 20 s"
         assert len(set(data)) > 1
         seeding = httpx.get(up.url("api", "/api/v1/status"), timeout=5).json()["seeding"]
@@ -620,7 +491,7 @@ def test_lokey_up_runs_the_stack_restarts_a_killed_service_and_stops_cleanly(
         for name in ("api", "virtio", "fortuna", "controller"):
             assert f"stopped {name} (exit status 0)" in final
         for pid in [*pids.values(), restarted["fortuna"]]:
-            assert not _running(pid), f"pid {pid} outlived lokey up"
+            assert not is_running(pid), f"pid {pid} outlived lokey up"
         assert not (up.data_dir / "lokey-up.json").exists()
 
 
@@ -628,7 +499,7 @@ def test_single_process_serves_all_four_health_endpoints_in_one_small_process(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with lokey_up(tmp_path, "--fast", "--single-process", DB_SYNC="false") as up:
-        _wait_all_healthy(up)
+        wait_all_healthy(up)
         assert set(up.pids().values()) == {up.process.pid}  # one process (the cli exec'd it)
         found = re.search(r"memory\s+(\d+) MB RSS \(one process\)", up.output())
         assert found, up.output()
@@ -653,7 +524,7 @@ def test_the_children_stop_when_the_supervisor_is_killed(tmp_path: Path) -> None
         up.process.wait()
 
         def all_gone() -> bool:
-            return not any(_running(pid) for pid in pids.values())
+            return not any(is_running(pid) for pid in pids.values())
 
         wait_for(all_gone, "the children to exit after the supervisor died", timeout_s=15)
 
