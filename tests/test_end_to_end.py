@@ -111,6 +111,21 @@ def test_the_whole_stack_end_to_end(tmp_path: Path) -> None:
         }
         for path, code in controller.items():
             assert httpx.get(up.url("controller", path), timeout=10).status_code == code, path
+        fault = {"kind": "extra_busy", "params": {"count": 1}}  # absorbed by the driver's polling
+        chaos = {
+            ("POST", "/sim/faults"): (fault, 201),
+            ("DELETE", "/sim/faults"): (None, 200),
+            ("POST", "/sim/power-cycle"): (None, 200),
+        }
+        for (method, path), (body, code) in chaos.items():
+            answer = httpx.request(method, up.url("controller", path), json=body, timeout=10)
+            assert answer.status_code == code, (method, path, answer.text)
+        wait_for(
+            lambda: httpx.get(up.url("controller", "/health"), timeout=5).status_code == 200,
+            "the controller healthy after the power cycle",
+            30,
+            0.1,
+        )
         sample = httpx.get(up.url("controller", "/generate"), timeout=10).json()["data"]
         fortuna_posts = {"/seed": {"seeds": [sample]}, "/amplify": {"seed": sample, "size": 64}}
         for path, body in fortuna_posts.items():
