@@ -77,6 +77,9 @@ def _serve(args: argparse.Namespace) -> int:
         level=settings.log_level_number,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # httpx logs every request at INFO: the API's pollers would write ~30 lines a second
+    # (an SD card's wear); our own job logs say what matters, so httpx speaks from WARNING.
+    logging.getLogger("httpx").setLevel(max(settings.log_level_number, logging.WARNING))
     port = args.port if args.port is not None else settings.port
     app = apps.create_app(settings)
     return server.run(app, host=args.host, port=port, log_level=settings.log_level)

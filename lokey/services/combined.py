@@ -76,11 +76,11 @@ def run(plan: UpPlan, console: Console) -> int:
     log_path = plan.data_dir / "logs" / "lokey.log"
     level = plan.env.get("LOG_LEVEL", "WARNING").strip().upper() or "WARNING"
     level = "WARNING" if level == "WARN" else level
+    number = logging.getLevelNamesMapping().get(level, logging.WARNING)
     logging.basicConfig(
-        filename=log_path,
-        level=logging.getLevelNamesMapping().get(level, logging.WARNING),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        filename=log_path, level=number, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("httpx").setLevel(max(number, logging.WARNING))  # one line per request
     try:
         built = _build_apps(plan)
     except apps.StartupError as error:
