@@ -310,8 +310,11 @@ class BusRecorder:
         )
 
     def write_jsonl(self, path: str | os.PathLike[str]) -> None:
-        """Store the recording; ``sim.i2c_bus.Trace.read_jsonl(path)`` loads it back."""
-        Path(path).write_text(self.to_jsonl(), encoding="utf-8")
+        """Store the recording (mode 0600: it holds every random byte the chip returned, some
+        perhaps served to clients); ``sim.i2c_bus.Trace.read_jsonl(path)`` loads it back."""
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with open(fd, "w", encoding="utf-8") as out:
+            out.write(self.to_jsonl())
 
     def _record(
         self,

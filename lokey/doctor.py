@@ -722,8 +722,10 @@ def diagnose(
     parse_bus_url(url)  # a bad URL raises ValueError before anything is opened
     try:
         opened = open_bus(url, clock=clock)
-    except (BusError, ReplayError) as exc:
+    except BusError as exc:
         return Report(url, (_bus_failure(url, exc, dev), *_skipped(CHECKS[1:], "no bus")))
+    # a replay that cannot be read is "cannot run" (exit 2), like one that diverges: it says
+    # nothing about a chip
     recorder: BusRecorder | None = None
     if record is not None:
         recorder = opened.trace

@@ -271,10 +271,10 @@ def test_a_replay_that_diverges_cannot_run(
     assert "diverged at record" in capsys.readouterr().err
 
 
-def test_a_missing_trace_is_a_failed_bus_check() -> None:
-    bus = diagnose("replay:///nonexistent/trace.jsonl").check("bus")
-    assert bus.status is Status.FAIL
-    assert "cannot read replay trace /nonexistent/trace.jsonl" in bus.summary
+def test_a_missing_trace_means_the_doctor_cannot_run(capsys: pytest.CaptureFixture[str]) -> None:
+    # exit 2 like a diverging replay: an unreadable trace says nothing about a chip
+    assert main(["--bus", "replay:///nonexistent/trace.jsonl"]) == 2
+    assert "cannot read replay trace /nonexistent/trace.jsonl" in capsys.readouterr().err
 
 
 # -- output and exit codes -------------------------------------------------------------------
