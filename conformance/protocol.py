@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import os
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
@@ -69,11 +70,30 @@ def expect_nack(transfer: Callable[[], object]) -> OSError:
     raise AssertionError("the transfer was acknowledged; expected a NACK")
 
 
+VECTORS_ENV = "LOKEY_VECTORS_DIR"
+
+
+def vectors_dir() -> Path:
+    """``$LOKEY_VECTORS_DIR``, else ``../shared/vectors/`` beside the repository root."""
+    configured = os.environ.get(VECTORS_ENV, "").strip()
+    if configured:
+        return Path(configured).expanduser()
+    return Path(__file__).resolve().parents[2] / "shared" / "vectors"
+
+
 @cache
 def vectors(name: str) -> Any:
-    """A file from ``../shared/vectors/`` (relative to the repository root)."""
-    root = Path(__file__).resolve().parents[1]
-    return json.loads((root.parent / "shared" / "vectors" / name).read_text())
+    """A known-answer file from :func:`vectors_dir`, or a clear error saying where to point."""
+    path = vectors_dir() / name
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise FileNotFoundError(
+            f"conformance vectors: cannot read {path} ({error.strerror}); set {VECTORS_ENV} to "
+            "the directory holding the known-answer files (the project's shared/vectors, e.g. "
+            "copied to the Pi next to the checkout)"
+        ) from None
+    return json.loads(text)
 
 
 class Host:

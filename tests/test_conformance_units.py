@@ -212,3 +212,16 @@ def test_the_emulator_handle_narrows_the_opened_bus() -> None:
         assert emulator.bus_faults is emulator.virtual_bus.faults
         assert emulator.host().wake() == bytes.fromhex("04113343")
         assert len(emulator.trace.records()) > 0
+
+
+def test_the_vectors_come_from_lokey_vectors_dir_when_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conformance import protocol
+
+    monkeypatch.setenv(protocol.VECTORS_ENV, str(tmp_path))
+    assert protocol.vectors_dir() == tmp_path
+    with pytest.raises(FileNotFoundError, match="LOKEY_VECTORS_DIR"):
+        protocol.vectors.__wrapped__("atecc_packets.json")
+    monkeypatch.delenv(protocol.VECTORS_ENV)
+    assert (protocol.vectors_dir() / "atecc_packets.json").is_file()  # the repository's own
