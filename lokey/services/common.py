@@ -20,7 +20,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from typing import Final
@@ -29,6 +29,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lokey import __version__
@@ -86,14 +87,18 @@ def new_app(
     lifespan: Lifespan,
     cors_origin: str,
     body_limit: int | None = None,
+    guards: Sequence[Middleware] = (),
 ) -> FastAPI:
     """A service app with LoKey's common edges: ``{"error"}`` handlers, OPTIONS/CORS, access log
-    and, with ``body_limit``, a 413 for larger bodies (inside the CORS and log layers, so the
-    refusal carries the headers and is logged like any answer)."""
+    and, with ``body_limit``, a 413 for larger bodies. ``guards`` (authentication, rate limits)
+    sit outside the body limit, so a refused client's body is never read. Refusals of both are
+    inside the CORS and log layers: they carry the headers and are logged like any answer."""
     app = FastAPI(title=title, summary=summary, version=__version__, lifespan=lifespan)
     install_error_handlers(app)
     if body_limit is not None:
         app.add_middleware(BodyLimitMiddleware, limit=body_limit)
+    for guard in guards:  # each add wraps the previous: the first guard is the innermost
+        app.add_middleware(guard.cls, *guard.args, **guard.kwargs)
     app.add_middleware(OptionsMiddleware, allow_origin=cors_origin)
     app.add_middleware(AccessLogMiddleware)
     return app

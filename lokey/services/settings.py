@@ -23,7 +23,14 @@ from pathlib import Path
 from typing import Annotated, Final, Literal, TypeVar
 
 import httpx
-from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from lokey.backends import ENV_BUS_URL, ENV_I2C_BUS_NUMBER, bus_url_from_env, parse_bus_url
@@ -388,6 +395,10 @@ MAX_TIMEOUT_S: Final = 300.0
 MAX_LOW_WATER: Final = 1 << 30  # 1 GiB of Fortuna output waiting in the queue is plenty
 MAX_SEED_SAMPLES: Final = 256  # the Fortuna service's /seed cap (seeds per request)
 MIN_FIRST_SEED_SAMPLES: Final = 2  # design.md "Fortuna start-up": >= 64 bytes = two samples
+MIN_API_KEY_LENGTH: Final = 16
+MAX_API_KEY_LENGTH: Final = 4_096
+MAX_RATE_PER_S: Final = 1_000_000.0
+MAX_RATE_BURST: Final = 1_000_000
 
 
 def _address(value: object) -> object:
@@ -513,6 +524,18 @@ class ApiSettings(ServiceSettings):
     virtio_trng_reserve_bytes: int = Field(
         default=32 << 10, ge=0, le=MAX_LOW_WATER, validation_alias="LOKEY_VIRTIO_TRNG_RESERVE_BYTES"
     )
+    #: Comma-separated bearer tokens; a SecretStr, so no repr or error message shows them.
+    api_keys: SecretStr | None = Field(default=None, validation_alias="LOKEY_API_KEYS")
+    rate_limit_per_s: float = Field(
+        default=0.0,
+        ge=0,
+        le=MAX_RATE_PER_S,
+        allow_inf_nan=False,
+        validation_alias="LOKEY_RATE_LIMIT_PER_S",
+    )
+    rate_limit_burst: int = Field(
+        default=20, ge=1, le=MAX_RATE_BURST, validation_alias="LOKEY_RATE_LIMIT_BURST"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -527,6 +550,37 @@ class ApiSettings(ServiceSettings):
         ):
             return {**data, ENV_VIRTIO_ADDR: ""}
         return data
+
+    @model_validator(mode="after")
+    def _check_api_keys(self) -> ApiSettings:
+        """Each key: 16..4096 printable ASCII characters, no spaces or commas. The message
+        names the variable and the key's position, never the key."""
+        if self.api_keys is None:
+            return self
+        items = self.api_keys.get_secret_value().split(",")
+        for position, item in enumerate(items, start=1):
+            key = item.strip()
+            if not key:
+                continue  # "a,b," is two keys
+            if not MIN_API_KEY_LENGTH <= len(key) <= MAX_API_KEY_LENGTH or any(
+                not 0x21 <= ord(c) <= 0x7E for c in key
+            ):
+                raise ValueError(
+                    f"LOKEY_API_KEYS: key {position} must be {MIN_API_KEY_LENGTH}.."
+                    f"{MAX_API_KEY_LENGTH} printable ASCII characters without spaces "
+                    "(keys are separated by commas)"
+                )
+        if not self.api_key_list:
+            raise ValueError("LOKEY_API_KEYS: no key given (leave it unset to turn keys off)")
+        return self
+
+    @property
+    def api_key_list(self) -> tuple[str, ...]:
+        """The configured API keys (empty: authentication is off)."""
+        if self.api_keys is None:
+            return ()
+        keys = (item.strip() for item in self.api_keys.get_secret_value().split(","))
+        return tuple(key for key in keys if key)
 
     @property
     def in_memory(self) -> bool:

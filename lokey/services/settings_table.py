@@ -81,6 +81,9 @@ MEANINGS: Final = {
     "LOKEY_FORTUNA_LOW_WATER_BYTES": "top Fortuna up in 1 MiB requests below this (0: never)",
     "LOKEY_VIRTIO_SEED_BYTES": "most bytes sent to VirtIO per round",
     "LOKEY_VIRTIO_TRNG_RESERVE_BYTES": "TRNG bytes kept for API clients before VirtIO gets any",
+    "LOKEY_API_KEYS": "comma-separated bearer keys (>= 16 chars) for data and config routes",
+    "LOKEY_RATE_LIMIT_PER_S": "data requests a second per client, token bucket (0: no limit)",
+    "LOKEY_RATE_LIMIT_BURST": "the rate limit's bucket size (requests at once)",
 }
 
 

@@ -57,6 +57,7 @@ from lokey.services.api.background import (
 )
 from lokey.services.api.formats import DataFormat, decode
 from lokey.services.api.peers import STATUS_TIMEOUT_S, PeerError, Peers
+from lokey.services.api.security import document_security, security_guards
 from lokey.services.api.views import (
     Scrape,
     ScrapeCollector,
@@ -470,6 +471,7 @@ def create_api_app(
         lifespan=lifespan,
         cors_origin=settings.cors_origin,
         body_limit=MAX_BODY_BYTES,
+        guards=security_guards(settings, the_clock),
     )
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(StarletteHTTPException, _http_error)
@@ -479,6 +481,7 @@ def create_api_app(
     _config_routes(app)
     _status_routes(app)
     _install_openapi(app)
+    document_security(app, settings)
     return app
 
 
