@@ -47,6 +47,7 @@ MAX_SEQUENCE_BITS = 100_000_000
 SERVICES_MODULE = "lokey.services"  # `python -m lokey.services SERVICE` runs one service
 CONFORMANCE_MODULE = "conformance"  # `python -m conformance ARGS`: the suites
 DOCTOR_MODULE = "lokey.doctor"  # `python -m lokey.doctor`: checks a bus and its chip
+VERIFY_MODULE = "lokey.verify"  # `python -m lokey.verify uniqueness ARGS`: no byte twice
 SERVICE_PORTS = {"controller": 8081, "fortuna": 8082, "virtio": 8083, "api": 8080}
 
 
@@ -56,6 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # everything after the command belongs to pytest, options included (argparse's
         # REMAINDER would still claim a leading --option or -h for itself)
         return _exec_module("lokey conformance", CONFORMANCE_MODULE, arguments[1:])
+    if arguments[:1] == ["verify"] and arguments[1:2] != ["-h"] and arguments[1:2] != ["--help"]:
+        return _exec_module("lokey verify", VERIFY_MODULE, arguments[1:])
     parser = _parser()
     args = parser.parse_args(arguments)
     try:
@@ -264,6 +267,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     conformance_cmd.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS")
     conformance_cmd.set_defaults(run=_conformance)
+
+    commands.add_parser(
+        "verify",
+        help="check that no byte is served twice under SIGKILL (python -m lokey.verify)",
+        description=(
+            "lokey verify uniqueness [--duration S] [--long] [--kill-every S] [--json] ...: "
+            "consumers on every path of a `lokey up --fast` stack while services are killed; "
+            "every argument goes to python -m lokey.verify unchanged."
+        ),
+    )
 
     doctor_cmd = commands.add_parser(
         "doctor",

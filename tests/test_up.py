@@ -566,6 +566,11 @@ def test_the_children_stop_when_the_supervisor_is_killed(tmp_path: Path) -> None
             ],
         ),
         (
+            ["verify", "uniqueness", "--duration", "5", "--json"],
+            "lokey.verify",
+            ["uniqueness", "--duration", "5", "--json"],
+        ),
+        (
             ["up", "--hardware", "/dev/i2c-1"],
             "lokey.services",
             [
