@@ -126,6 +126,29 @@ class ServiceSettings(BaseSettings):
 _Settings = TypeVar("_Settings", bound=ServiceSettings)
 
 
+def _set_blank(data: object, name: str) -> object:
+    """``name`` set but blank in the process environment means "off" (a model ``before``
+    validator's body): blank values are otherwise ignored, so the default would win."""
+    if (
+        not _EXPLICIT.get()
+        and isinstance(data, dict)
+        and name not in data
+        and not os.environ.get(name, "x").strip()
+    ):
+        return {**data, name: ""}
+    return data
+
+
+def _values(
+    names: tuple[str, ...], env: Mapping[str, str], *, blank_means_off: str | None = None
+) -> dict[str, str]:
+    """The non-blank variables of ``names`` in ``env``; ``blank_means_off`` is kept blank."""
+    values = {name: env[name] for name in names if env.get(name, "").strip()}
+    if blank_means_off is not None and blank_means_off in env and not env[blank_means_off].strip():
+        values[blank_means_off] = ""
+    return values
+
+
 def _load(cls: type[_Settings], values: dict[str, str]) -> _Settings:
     """Build ``cls`` from ``values`` (environment names) alone; SettingsError lists problems."""
     token = _EXPLICIT.set(True)
@@ -214,7 +237,7 @@ def load_controller_settings(env: Mapping[str, str]) -> ControllerSettings:
     Blank values count as unset, like ``VAR=`` lines in compose files. Raises
     :class:`SettingsError` whose message has one line per problem, each naming the variable.
     """
-    values = {name: env[name] for name in CONTROLLER_ENV if env.get(name, "").strip()}
+    values = _values(CONTROLLER_ENV, env)
     return _load(ControllerSettings, values)
 
 
@@ -278,7 +301,7 @@ def load_fortuna_settings(env: Mapping[str, str]) -> FortunaSettings:
     Blank values count as unset. Raises :class:`SettingsError` whose message has one line per
     problem, each naming the variable.
     """
-    values = {name: env[name] for name in FORTUNA_ENV if env.get(name, "").strip()}
+    values = _values(FORTUNA_ENV, env)
     return _load(FortunaSettings, values)
 
 
@@ -349,17 +372,8 @@ class VirtioSettings(ServiceSettings):
     @model_validator(mode="before")
     @classmethod
     def _blank_pipe_path_disables(cls, data: object) -> object:
-        """``VIRTIO_PIPE_PATH=`` in the process environment disables the pipe (blank values
-        are otherwise ignored, so the default would win)."""
-        if (
-            not _EXPLICIT.get()
-            and isinstance(data, dict)
-            and ENV_PIPE_PATH not in data
-            and ENV_PIPE_PATH in os.environ
-            and not os.environ[ENV_PIPE_PATH].strip()
-        ):
-            return {**data, ENV_PIPE_PATH: ""}
-        return data
+        """``VIRTIO_PIPE_PATH=`` in the process environment disables the pipe."""
+        return _set_blank(data, ENV_PIPE_PATH)
 
     @property
     def pipe_enabled(self) -> bool:
@@ -379,9 +393,7 @@ def load_virtio_settings(env: Mapping[str, str]) -> VirtioSettings:
     the named pipe. Raises :class:`SettingsError` whose message has one line per problem,
     each naming the variable.
     """
-    values = {name: env[name] for name in VIRTIO_ENV if env.get(name, "").strip()}
-    if ENV_PIPE_PATH in env and not env[ENV_PIPE_PATH].strip():
-        values[ENV_PIPE_PATH] = ""
+    values = _values(VIRTIO_ENV, env, blank_means_off=ENV_PIPE_PATH)
     return _load(VirtioSettings, values)
 
 
@@ -541,15 +553,7 @@ class ApiSettings(ServiceSettings):
     @classmethod
     def _blank_virtio_addr_disables(cls, data: object) -> object:
         """``VIRTIO_ADDR=`` in the process environment disables VirtIO seeding (spec §6.1)."""
-        if (
-            not _EXPLICIT.get()
-            and isinstance(data, dict)
-            and ENV_VIRTIO_ADDR not in data
-            and ENV_VIRTIO_ADDR in os.environ
-            and not os.environ[ENV_VIRTIO_ADDR].strip()
-        ):
-            return {**data, ENV_VIRTIO_ADDR: ""}
-        return data
+        return _set_blank(data, ENV_VIRTIO_ADDR)
 
     @model_validator(mode="after")
     def _check_api_keys(self) -> ApiSettings:
@@ -604,9 +608,7 @@ def load_api_settings(env: Mapping[str, str]) -> ApiSettings:
     seeding. Raises :class:`SettingsError` whose message has one line per problem, each naming
     the variable.
     """
-    values = {name: env[name] for name in API_ENV if env.get(name, "").strip()}
-    if ENV_VIRTIO_ADDR in env and not env[ENV_VIRTIO_ADDR].strip():
-        values[ENV_VIRTIO_ADDR] = ""
+    values = _values(API_ENV, env, blank_means_off=ENV_VIRTIO_ADDR)
     return _load(ApiSettings, values)
 
 
