@@ -15,7 +15,12 @@ import contextlib
 from dataclasses import dataclass
 from typing import Final
 
-from lokey.errors import CommunicationError, DeviceStatusError, UnsupportedDeviceError
+from lokey.errors import (
+    CommunicationError,
+    DeviceStatusError,
+    SelfTestError,
+    UnsupportedDeviceError,
+)
 from lokey.hardware.crc import crc16
 from lokey.hardware.packets import Opcode, raise_for_status
 from lokey.hardware.transport import Transport
@@ -256,9 +261,9 @@ class Atecc608aDriver:
         ``tests`` 0 reads the failure register instead of running anything. A failed test puts
         the chip in Failure state (most commands then raise :class:`~lokey.errors.SelfTestError`)
         until a later SelfTest or wake passes; this method runs in Failure state too, so it is
-        both the diagnosis and the way out. A non-zero result is confirmed against the failure
-        register, so a status byte that looks like a bitmap (a lost command's 0x11, §3) raises
-        its typed error instead of being reported as broken engines.
+        both the diagnosis and the way out. A non-zero result (or register) is confirmed by that
+        Failure state, so a status byte that looks like a bitmap (a lost command's 0x11, §3)
+        raises its typed error instead of being reported as broken engines.
         """
         if isinstance(tests, bool) or not isinstance(tests, int) or tests & ~SELFTEST_ALL:
             raise ValueError(
@@ -266,19 +271,31 @@ class Atecc608aDriver:
             )
         with self.session():
             result = self._self_test(tests)
-            if result and tests:
-                # §2.2: a one-byte result has the shape of a status group, and 0x01, 0x03, 0x08
-                # and 0x11 are valid bitmaps as well as statuses (0x11 is the wake group of a
-                # lost command, §3). Real failures are latched in the failure register; a status
-                # is not. Ask the register before reporting engines as broken.
-                register = self._self_test(0x00)
-                if register & result != result:
-                    raise_for_status(result, command="SelfTest")
-                    raise CommunicationError(
-                        f"SelfTest: 0x{result:02X}, but the failure register says "
-                        f"0x{register:02X}: a status, not a result"
-                    )
+            if result:
+                self._confirm_failure_state(result)
             return result
+
+    def _confirm_failure_state(self, result: int) -> None:
+        """Return if the chip is in Failure state (§10.2); else raise ``result`` as a status.
+
+        §2.2: a one-byte result has the shape of a status group, and 0x01, 0x03, 0x08 and 0x11
+        are valid bitmaps as well as statuses (0x11 is the wake group of a lost command, §3).
+        Asking the failure register cannot settle it: its answer is one byte too, and a second
+        lost command answers 0x11 again. Failed engines put the chip in Failure state, where
+        every command but a config Read and SelfTest answers status 0x07; Info's answer is a
+        4-byte payload, so any other status there is unambiguous (and raises its own error).
+        """
+        try:
+            self._transport.execute(
+                Opcode.INFO, _INFO_REVISION, 0, payload_length=4, command="Info(Failure state?)"
+            )
+        except SelfTestError:
+            return  # the failure is real
+        raise_for_status(result, command="SelfTest")
+        raise CommunicationError(
+            f"SelfTest: 0x{result:02X}, but the chip is not in Failure state: a status, "
+            "not a result"
+        )
 
     def _self_test(self, tests: int) -> int:
         result = self._transport.execute(

@@ -114,6 +114,8 @@ def response_payload(raw: bytes, payload_length: int, *, command: str = "command
     :func:`raise_for_status`. A group whose count is neither, or whose CRC does not match,
     raises :class:`CommunicationError` (never treat those bytes as data).
     """
+    if payload_length < 1:  # a caller's mistake, not the chip's: every group carries a byte
+        raise ValueError(f"payload_length must be at least 1, got {payload_length}")
     if not raw:
         raise CommunicationError(f"{command}: empty response")
     count = raw[0]
