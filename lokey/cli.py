@@ -209,9 +209,10 @@ def _parser() -> argparse.ArgumentParser:
             "Start controller, fortuna, virtio and api as supervised child processes (the "
             "emulator with a provisioned chip on typical timing unless --fast or --hardware), "
             "wait until each is healthy, print the URLs, the named pipe and the logs, restart "
-            "a service that dies (back-off 1 s doubling to 30 s) and stop everything on "
-            "Ctrl-C or SIGTERM (exit 0). Files live in the data directory: api.db, "
-            "fortuna.seed, the FIFO virtio-rng, logs/SERVICE.log, lokey-up.json (pids). "
+            "a service that dies (back-off 1 s doubling to 30 s, or to --max-restart-delay) "
+            "and stop everything on Ctrl-C or SIGTERM (exit 0). Files live in the data "
+            "directory: api.db, fortuna.seed, the FIFO virtio-rng, logs/SERVICE.log, "
+            "lokey-up.json (pids). "
             "Options beat the environment, which beats these defaults: DB_PATH, "
             "LOKEY_FORTUNA_SEED_FILE, VIRTIO_PIPE_PATH, LOKEY_BUS_URL / I2C_BUS_NUMBER and "
             "LOG_LEVEL (default WARNING) are taken from the environment when set; PORT is "
@@ -253,6 +254,14 @@ def _parser() -> argparse.ArgumentParser:
         "--single-process",
         action="store_true",
         help="run the four apps in one process (less memory, e.g. on a 512 MB Pi; no restarts)",
+    )
+    up_cmd.add_argument(
+        "--max-restart-delay",
+        type=_bounded_float("--max-restart-delay", lower=1.0, upper=3600.0),
+        default=None,
+        metavar="S",
+        help="longest wait before restarting a service that keeps exiting (default 30 s; the "
+        "wait starts at 1 s and doubles)",
     )
     up_cmd.set_defaults(run=_up)
 
@@ -469,6 +478,8 @@ def _up(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         argv += ["--data-dir", args.data_dir]
     if args.single_process:
         argv.append("--single-process")
+    if args.max_restart_delay is not None:
+        argv += ["--max-restart-delay", repr(args.max_restart_delay)]
     return _exec_module("lokey up", SERVICES_MODULE, argv)
 
 

@@ -1,22 +1,31 @@
 """``lokey verify uniqueness``: no byte string is ever served twice, even while services die.
 
 ``python -m lokey.verify uniqueness [--duration S] [--long] [--kill-every S] [--consumers N]
-[--seed N] [--data-dir DIR] [--history FILE] [--json]`` starts ``lokey up --fast`` as a child
-(free ports; ``LOKEY_VIRTIO_TRNG_RESERVE_BYTES=0`` and ``VIRTIO_SEEDING_SOURCE=both`` so VirtIO
-takes TRNG and Fortuna bytes), waits for the four health endpoints, then for ``--duration``
-seconds (default 20; ``--long``: 300, and a kill every second) runs concurrent consumers on
-every path that serves random bytes:
+[--seed N] [--data-dir DIR] [--history FILE] [--json]`` starts ``lokey up --fast
+--max-restart-delay 1`` as a child (free ports; ``LOKEY_VIRTIO_TRNG_RESERVE_BYTES=0`` and
+``VIRTIO_SEEDING_SOURCE=both`` so VirtIO takes TRNG and Fortuna bytes; 16 samples per TRNG
+poll), waits for the four health endpoints, then for ``--duration`` seconds (default 20;
+``--long``: 300, and a kill every half second) runs concurrent consumers on every path that serves
+random bytes:
 
 * ``api-trng`` and ``api-fortuna``: ``GET /api/v1/data`` (binary) through :class:`Client`;
 * ``virtio-stream``: ``GET /stream?chunk_size=4096&max_bytes=65536``, again and again;
 * ``virtio-generate`` and ``controller-generate``: ``GET /generate?count=4``;
 * ``fifo``: reads of the named pipe ``DIR/virtio-rng`` (one reader; a pipe has one stream).
 
+Every path gets its share: the pipe and stream readers, which would drain the VirtIO ring as
+fast as it fills, read one second in two (:class:`Phases`), and each path keeps at most its part
+of the checker's memory budget per second of the run (:meth:`History.over_budget`), so that a
+long run is consumed evenly from start to end.
+
 Meanwhile a killer SIGKILLs a random service (seeded by ``--seed``) every ``--kill-every``
-seconds (pids from ``DIR/lokey-up.json``; a service not yet restarted is skipped) and the
-supervisor restarts it. Every successful response is recorded (``--history FILE`` also writes
-them as JSON lines, hex). Errors (HTTP errors, 503s, refused connections while a service is
-down) are counted per path: they are expected, not failures.
+seconds (pids from ``DIR/lokey-up.json``; only a service that answers its health check again
+since its last kill, so that every kill cuts live traffic) and the supervisor restarts it.
+Every successful response is recorded (``--history FILE`` also writes them as JSON lines,
+hex). A request that served nothing is counted per path as *refused* (nothing consumed: 503,
+connection refused while a service is down), *lost* (the answer broke off: its bytes may be
+consumed and never delivered, which is allowed) or an *error* (anything else). They are
+reported, not failures. Progress goes to stderr while it runs.
 
 The checker then looks for any 16-byte window, at any offset, that occurs twice across all the
 responses of all paths (a window never spans two responses: those bytes were never served
@@ -47,7 +56,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, Literal, TextIO
+from typing import Final, Literal, TextIO, cast
 
 import httpx
 import numpy as np
@@ -87,12 +96,20 @@ PATHS: Final = (
 DEFAULT_DURATION_S: Final = 20.0
 LONG_DURATION_S: Final = 300.0
 DEFAULT_KILL_EVERY_S: Final = 2.0
-LONG_KILL_EVERY_S: Final = 1.0
+LONG_KILL_EVERY_S: Final = 0.5
 START_TIMEOUT_S: Final = 60.0
 STOP_TIMEOUT_S: Final = 30.0
 HTTP_TIMEOUT_S: Final = 5.0
-MAX_RECORDED_BYTES: Final = 256 << 20  # consumers pause beyond this: the checker's memory
-TRNG_LIMIT: Final = 512
+PROBE_TIMEOUT_S: Final = 0.5
+PROGRESS_LOG_EVERY_S: Final = 10.0  # when stderr is not a terminal (CI logs)
+# The checker holds about four times what it checks; the budget is spread over the run.
+MAX_RECORDED_BYTES: Final = 512 << 20
+BUDGET_BURST: Final = 1 << 20  # bytes a path may record ahead of its share of the budget
+DRAIN_PHASE_S: Final = 1.0  # the pipe and stream readers drain for 1 s, then pause for 1 s
+# Restarts wait 1 s (lokey up's default doubles to 30 s): without this a service killed every
+# few seconds spends most of a long run waiting to restart.
+MAX_RESTART_DELAY_S: Final = 1.0
+TRNG_LIMIT: Final = 64  # TRNG is scarce (a poll brings 16 samples): small asks are served often
 FORTUNA_LIMIT: Final = 4096
 STREAM_QUERY: Final = "/stream?chunk_size=4096&max_bytes=65536"
 GENERATE_COUNT: Final = 4
@@ -116,35 +133,62 @@ class Response:
     data: bytes
 
 
+Outcome = Literal["refused", "lost", "error"]
+OUTCOMES: Final[tuple[Outcome, ...]] = ("refused", "lost", "error")
+
+
 @dataclass
 class History:
-    """Everything served, and what went wrong, per path; safe to record from many threads."""
+    """Everything served, and every request that served nothing, per path; safe to record
+    from many threads.
 
+    A request that served nothing is *refused* (certainly nothing was consumed: a 503, a
+    connection refused while a service was down), *lost* (sent, but the answer never came or
+    broke off: its bytes may have been consumed and never delivered, which is allowed; serving
+    them again is not), or an *error* (any other status or an unreadable body).
+
+    Each path may record ``budget_b_s`` bytes per second of the run (plus a burst), so that
+    the bytes kept for the checker are spread over the whole run instead of filling up in
+    its first minutes; :meth:`over_budget` tells a consumer to pause.
+    """
+
+    budget_b_s: float = float("inf")
+    clock: Callable[[], float] = time.monotonic
     responses: list[Response] = field(default_factory=list)
-    errors: dict[str, Counter[str]] = field(default_factory=dict)
+    outcomes: dict[str, Counter[Outcome]] = field(default_factory=dict)
+    kinds: dict[str, Counter[str]] = field(default_factory=dict)
+    path_bytes: Counter[str] = field(default_factory=Counter)
     kills: Counter[str] = field(default_factory=Counter)
-    started: float = field(default_factory=time.monotonic)
+    started: float = field(default=0.0)
     recorded_bytes: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.started = self.clock()
 
     def record(self, path: str, data: bytes) -> None:
         if not data:
             return
-        response = Response(path, round(time.monotonic() - self.started, 3), data)
+        response = Response(path, round(self.clock() - self.started, 3), data)
         with self._lock:
             self.responses.append(response)
             self.recorded_bytes += len(data)
+            self.path_bytes[path] += len(data)
 
-    def error(self, path: str, kind: str) -> None:
+    def failed(self, path: str, outcome: Outcome, kind: str) -> None:
         with self._lock:
-            self.errors.setdefault(path, Counter())[kind] += 1
+            self.outcomes.setdefault(path, Counter())[outcome] += 1
+            self.kinds.setdefault(path, Counter())[kind] += 1
 
     def kill(self, service: str) -> None:
         with self._lock:
             self.kills[service] += 1
 
-    def full(self) -> bool:
-        return self.recorded_bytes >= MAX_RECORDED_BYTES
+    def over_budget(self, path: str) -> bool:
+        if self.recorded_bytes >= MAX_RECORDED_BYTES:
+            return True
+        allowed = self.budget_b_s * (self.clock() - self.started) + BUDGET_BURST
+        return self.path_bytes[path] > allowed
 
     def write_jsonl(self, handle: TextIO) -> None:
         for r in self.responses:
@@ -342,26 +386,29 @@ class Stack:
         except (OSError, ValueError, KeyError, TypeError):
             return {}
 
-    def healthy(self) -> bool:
+    def answers(self, name: str) -> bool:
         try:
-            return all(
-                httpx.get(self.url(n, HEALTH_PATHS[n]), timeout=2).status_code == 200
-                for n in SERVICES
-            )
+            url = self.url(name, HEALTH_PATHS[name])
+            return httpx.get(url, timeout=PROBE_TIMEOUT_S).status_code == 200
         except httpx.HTTPError:
             return False
+
+    def healthy(self) -> bool:
+        return all(self.answers(name) for name in SERVICES)
 
 
 @contextlib.contextmanager
 def running_stack(data_dir: Path, log: TextIO) -> Iterator[Stack]:
     ports = _free_ports()
     argv = [sys.executable, "-m", "lokey.cli", "up", "--fast", "--data-dir", str(data_dir)]
+    argv += ["--max-restart-delay", str(MAX_RESTART_DELAY_S)]
     for name, port in ports.items():
         argv += [f"--{name}-port", str(port)]
     env = dict(os.environ)
     env.update(
         LOKEY_VIRTIO_TRNG_RESERVE_BYTES="0",
         VIRTIO_SEEDING_SOURCE="both",
+        LOKEY_TRNG_POLL_SAMPLES="16",  # 512 B per poll, so that TRNG bytes reach every path
         PYTHONUNBUFFERED="1",
     )
     for name in ("VIRTIO_PIPE_PATH", "DB_PATH", "LOKEY_FORTUNA_SEED_FILE", "LOKEY_BUS_URL"):
@@ -402,45 +449,84 @@ def _wait_healthy(stack: Stack, timeout_s: float) -> bool:
 # -- consumers and the killer --------------------------------------------------------------------
 
 
+class Phases:
+    """When the pipe and stream readers may drain the VirtIO ring: on for one ``period_s``,
+    off for the next.
+
+    Both read as fast as the ring fills, so without pauses ``/generate`` would find the ring
+    empty, and the API's TRNG queue would go to VirtIO refills instead of API clients. While
+    they pause, the ring fills past half, refills stop, and the other paths get their share.
+    """
+
+    def __init__(
+        self, period_s: float, started: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.period_s = period_s
+        self.started = started
+        self.clock = clock
+
+    def draining(self) -> bool:
+        return int((self.clock() - self.started) / self.period_s) % 2 == 0
+
+    def wait_for_drain(self, stop: threading.Event) -> bool:
+        """Wait until the next drain phase; False if the run stopped first."""
+        while not self.draining():
+            if stop.wait(0.05):
+                return False
+        return not stop.is_set()
+
+
+def _classify(error: BaseException) -> tuple[Outcome, str]:
+    """What a failed request tells: nothing was served (refused), or the answer may have been
+    consumed without arriving (lost), or something else went wrong (error)."""
+    if isinstance(error, NoDataError):
+        return "refused", "503 no data"
+    if isinstance(error, ApiError):
+        status = error.status_code
+        return ("refused" if status == 503 else "error"), f"http {status}"
+    if isinstance(error, httpx.HTTPStatusError):
+        status = error.response.status_code
+        return ("refused" if status == 503 else "error"), f"http {status}"
+    cause = error.__cause__ if isinstance(error, ApiUnavailableError) else error
+    if isinstance(cause, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
+        return "refused", "connection refused"
+    if isinstance(cause, httpx.TransportError):
+        return "lost", type(cause).__name__
+    return "error", type(error).__name__
+
+
+def _failed(history: History, path: str, stop: threading.Event, error: BaseException) -> None:
+    outcome, kind = _classify(error)
+    history.failed(path, outcome, kind)
+    # "no data" clears as soon as a poll lands; a dead service takes a restart
+    stop.wait(0.05 if kind.endswith("503") or "no data" in kind else 0.1)
+
+
+def _paused(history: History, path: str, stop: threading.Event) -> bool:
+    if history.over_budget(path):
+        stop.wait(0.1)
+        return True
+    return False
+
+
 def _api_consumer(stack: Stack, history: History, stop: threading.Event, path: str) -> None:
     source: Literal["trng", "fortuna"] = "trng" if path == "api-trng" else "fortuna"
     limit = TRNG_LIMIT if source == "trng" else FORTUNA_LIMIT
     with Client(stack.url("api"), timeout=HTTP_TIMEOUT_S) as client:
         while not stop.is_set():
-            if history.full():
-                stop.wait(0.1)
+            if _paused(history, path, stop):
                 continue
             try:
-                history.record(
-                    path,
-                    client.random_bytes(limit, source=source),
-                )
-            except NoDataError:
-                history.error(path, "503 no data")
-                stop.wait(0.05)
-            except ApiError as error:
-                history.error(path, f"http {error.status_code}")
-                stop.wait(0.05)
-            except ApiUnavailableError:
-                history.error(path, "unavailable")
-                stop.wait(0.1)
+                history.record(path, client.random_bytes(limit, source=source))
+            except (ApiError, ApiUnavailableError) as error:
+                _failed(history, path, stop, error)
 
 
-def _http_error(history: History, path: str, stop: threading.Event, error: Exception) -> None:
-    if isinstance(error, httpx.HTTPStatusError):
-        history.error(path, f"http {error.response.status_code}")
-        stop.wait(0.05)
-    else:
-        history.error(path, "unavailable")
-        stop.wait(0.1)
-
-
-def _stream_consumer(stack: Stack, history: History, stop: threading.Event) -> None:
+def _stream_consumer(stack: Stack, history: History, stop: threading.Event, phases: Phases) -> None:
     path = "virtio-stream"
     with httpx.Client(timeout=HTTP_TIMEOUT_S) as http:
-        while not stop.is_set():
-            if history.full():
-                stop.wait(0.1)
+        while phases.wait_for_drain(stop):
+            if _paused(history, path, stop):
                 continue
             received = bytearray()
             try:
@@ -448,10 +534,10 @@ def _stream_consumer(stack: Stack, history: History, stop: threading.Event) -> N
                     answer.raise_for_status()
                     for part in answer.iter_bytes():
                         received += part
-                        if stop.is_set():
+                        if stop.is_set() or not phases.draining():
                             break
             except httpx.HTTPError as error:
-                _http_error(history, path, stop, error)
+                _failed(history, path, stop, error)
             history.record(path, bytes(received))  # a broken stream still served its bytes
 
 
@@ -461,42 +547,41 @@ def _generate_consumer(
     url = stack.url(service, f"/generate?count={GENERATE_COUNT}")
     with httpx.Client(timeout=HTTP_TIMEOUT_S) as http:
         while not stop.is_set():
-            if history.full():
-                stop.wait(0.1)
+            if _paused(history, path, stop):
                 continue
             try:
                 answer = http.get(url)
                 answer.raise_for_status()
                 values = answer.json()["data"]
+                samples = [values] if isinstance(values, str) else list(values)
+                chunks = [bytes.fromhex(sample) for sample in samples]
             except httpx.HTTPError as error:
-                _http_error(history, path, stop, error)
+                _failed(history, path, stop, error)
                 continue
             except (ValueError, KeyError, TypeError):
-                history.error(path, "bad body")
+                history.failed(path, "error", "bad body")
                 continue
-            samples = [values] if isinstance(values, str) else values
             # each 32-byte sample is its own response: they are not one contiguous stream
-            for sample in samples:
-                history.record(path, bytes.fromhex(sample))
+            for chunk in chunks:
+                history.record(path, chunk)
 
 
-def _fifo_consumer(stack: Stack, history: History, stop: threading.Event) -> None:
+def _fifo_consumer(stack: Stack, history: History, stop: threading.Event, phases: Phases) -> None:
     path = "fifo"
     pipe = stack.data_dir / "virtio-rng"
     while not stop.is_set():
         try:
             fd = os.open(pipe, os.O_RDONLY | os.O_NONBLOCK)
         except OSError:
-            history.error(path, "no pipe")
+            history.failed(path, "refused", "no pipe")
             stop.wait(0.2)
             continue
         session = bytearray()  # one open: one contiguous stream of bytes
         try:
             poller = select.poll()
             poller.register(fd, select.POLLIN)
-            while not stop.is_set() and len(session) < (1 << 20):
-                if history.full():
-                    stop.wait(0.1)
+            while len(session) < (1 << 20) and phases.wait_for_drain(stop):
+                if _paused(history, path, stop):
                     continue
                 if not poller.poll(100):
                     continue
@@ -505,7 +590,7 @@ def _fifo_consumer(stack: Stack, history: History, stop: threading.Event) -> Non
                 except BlockingIOError:
                     continue
                 if not data:  # the writer went away (virtio killed): reopen
-                    history.error(path, "eof")
+                    history.failed(path, "refused", "eof")
                     stop.wait(0.05)
                     break
                 session += data
@@ -520,8 +605,11 @@ def _killer(
     killed: dict[str, int] = {}
     while not stop.wait(every_s):
         pids = stack.pids()
+        # only a service serving again since its last kill: a kill should cut live traffic
         candidates = [
-            name for name in SERVICES if pids.get(name) and pids.get(name) != killed.get(name)
+            name
+            for name in SERVICES
+            if pids.get(name) and pids.get(name) != killed.get(name) and stack.answers(name)
         ]
         if not candidates:
             continue
@@ -550,12 +638,12 @@ class RunReport:
         table: dict[str, dict[str, object]] = {}
         for path in PATHS:
             responses = [r for r in self.history.responses if r.path == path]
-            errors = self.history.errors.get(path, Counter())
+            outcomes = self.history.outcomes.get(path, Counter())
             table[path] = {
                 "responses": len(responses),
                 "bytes": sum(len(r.data) for r in responses),
-                "errors": sum(errors.values()),
-                "error_kinds": dict(errors),
+                **{outcome: outcomes[outcome] for outcome in OUTCOMES},
+                "kinds": dict(self.history.kinds.get(path, Counter())),
             }
         return table
 
@@ -574,12 +662,15 @@ class RunReport:
     def render(self) -> str:
         lines = [
             f"lokey verify uniqueness: {self.duration_s:.1f} s under SIGKILL",
-            f"  {'path':<20}{'responses':>10}{'bytes':>14}{'errors':>8}  error kinds",
+            f"  {'path':<20}{'responses':>10}{'bytes':>14}{'refused':>9}{'lost':>6}"
+            f"{'errors':>8}  what failed",
         ]
         for path, row in self.paths().items():
-            kinds = ", ".join(f"{k} {v}" for k, v in sorted(dict(row["error_kinds"]).items()))  # type: ignore[call-overload]
+            kinds = cast(dict[str, int], row["kinds"])
+            detail = ", ".join(f"{k} {v}" for k, v in sorted(kinds.items()))
             lines.append(
-                f"  {path:<20}{row['responses']:>10}{row['bytes']:>14,}{row['errors']:>8}  {kinds}"
+                f"  {path:<20}{row['responses']:>10}{row['bytes']:>14,}{row['refused']:>9}"
+                f"{row['lost']:>6}{row['error']:>8}  {detail}"
             )
         kills = ", ".join(f"{name} {self.history.kills[name]}" for name in SERVICES)
         lines.append(f"  kills: {sum(self.history.kills.values())} ({kills})")
@@ -597,17 +688,66 @@ class RunReport:
         return "\n".join(lines)
 
 
+class Progress:
+    """One status line on stderr: rewritten in place on a terminal, else a line every
+    :data:`PROGRESS_LOG_EVERY_S`."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.live = stream.isatty()
+        self.last = 0.0
+
+    def show(self, text: str, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if self.live:
+            self.stream.write(f"\r\x1b[K{text}")
+        elif force or now - self.last >= PROGRESS_LOG_EVERY_S:
+            self.stream.write(text + "\n")
+            self.last = now
+        else:
+            return
+        self.stream.flush()
+
+    def done(self) -> None:
+        if self.live:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+
+
+def _status(history: History, elapsed_s: float, duration_s: float) -> str:
+    with history._lock:
+        served = history.recorded_bytes
+        kills = sum(history.kills.values())
+        outcomes: Counter[Outcome] = Counter()
+        for counts in history.outcomes.values():
+            outcomes.update(counts)
+    return (
+        f"lokey verify: {elapsed_s:4.0f}/{duration_s:.0f} s, {kills} kills, "
+        f"{served / 1e6:.1f} MB served, {outcomes['refused']} refused, "
+        f"{outcomes['lost']} lost, {outcomes['error']} errors"
+    )
+
+
 def run(
-    data_dir: Path, *, duration_s: float, kill_every_s: float, consumers: int, seed: int
+    data_dir: Path,
+    *,
+    duration_s: float,
+    kill_every_s: float,
+    consumers: int,
+    seed: int,
+    progress: Progress | None = None,
 ) -> RunReport | str:
     """The whole run; a string says why it could not happen."""
-    history = History()
+    history = History(budget_b_s=MAX_RECORDED_BYTES / len(PATHS) / duration_s)
     stop = threading.Event()
+    show = progress.show if progress is not None else (lambda text, force=False: None)
     with running_stack(data_dir, sys.stderr) as stack:
+        show("lokey verify: starting lokey up --fast", force=True)
         if not _wait_healthy(stack, START_TIMEOUT_S):
             code = stack.process.poll()
             return f"lokey up did not become healthy (exit {code}); see {data_dir}/verify-up.out"
         history.started = time.monotonic()
+        phases = Phases(DRAIN_PHASE_S, history.started)
         workers: list[threading.Thread] = []
 
         def spawn(target: Callable[..., None], *args: object) -> None:
@@ -619,18 +759,26 @@ def run(
         for _ in range(consumers):
             spawn(_api_consumer, "api-trng")
             spawn(_api_consumer, "api-fortuna")
-            spawn(_stream_consumer)
+            spawn(_stream_consumer, phases)
             spawn(_generate_consumer, "virtio", "virtio-generate")
             spawn(_generate_consumer, "controller", "controller-generate")
-        spawn(_fifo_consumer)
+        spawn(_fifo_consumer, phases)
         spawn(_killer, kill_every_s, random.Random(seed))
-        stop.wait(duration_s)
+        end = history.started + duration_s
+        while not stop.wait(min(1.0, max(end - time.monotonic(), 0.0))):
+            elapsed = time.monotonic() - history.started
+            show(_status(history, elapsed, duration_s))
+            if elapsed >= duration_s:
+                break
         stop.set()
+        show("lokey verify: stopping the consumers and lokey up", force=True)
         for worker in workers:
             worker.join(timeout=HTTP_TIMEOUT_S + 2)
         elapsed = time.monotonic() - history.started
     with history._lock:
         responses = list(history.responses)
+    windows = sum(max(len(r.data) - WINDOW + 1, 0) for r in responses)
+    show(f"lokey verify: checking {windows:,} windows for repeats", force=True)
     began = time.monotonic()
     check = find_duplicates([r.data for r in responses], [r.path for r in responses])
     return RunReport(elapsed, history, check, time.monotonic() - began)
@@ -648,7 +796,7 @@ def _parser() -> argparse.ArgumentParser:
         "fail if any 16-byte window was served twice.",
     )
     unique.add_argument("--duration", type=float, default=None, metavar="S")
-    unique.add_argument("--long", action="store_true", help="300 s, a kill every second")
+    unique.add_argument("--long", action="store_true", help="300 s, a kill every half second")
     unique.add_argument("--kill-every", type=float, default=None, metavar="S")
     unique.add_argument("--consumers", type=int, default=2, metavar="N", help="per HTTP path")
     unique.add_argument("--seed", type=int, default=None, help="the killer's random seed")
@@ -669,13 +817,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     temporary = args.data_dir is None
     data_dir = Path(tempfile.mkdtemp(prefix="lokey-verify-")) if temporary else args.data_dir
     try:
-        result = run(
-            data_dir.absolute(),
-            duration_s=duration,
-            kill_every_s=kill_every,
-            consumers=args.consumers,
-            seed=seed,
-        )
+        progress = Progress(sys.stderr)
+        try:
+            result = run(
+                data_dir.absolute(),
+                duration_s=duration,
+                kill_every_s=kill_every,
+                consumers=args.consumers,
+                seed=seed,
+                progress=progress,
+            )
+        finally:
+            progress.done()
         if isinstance(result, str):
             print(f"lokey verify: {result}", file=sys.stderr)
             return EXIT_NOT_RUN

@@ -324,6 +324,14 @@ def test_options_beat_the_environment_which_beats_the_defaults(tmp_path: Path) -
     assert "I2C_BUS_NUMBER" not in hardware.env
 
 
+def test_max_restart_delay_caps_the_backoff_of_the_plan(tmp_path: Path) -> None:
+    default = make_plan(_args("--data-dir", str(tmp_path)), {})
+    assert default.max_restart_delay_s == supervisor.BACKOFF_MAX_S
+    capped = make_plan(_args("--data-dir", str(tmp_path), "--max-restart-delay", "2.5"), {})
+    backoff = Backoff(maximum_s=capped.max_restart_delay_s)
+    assert [backoff.after_exit(0.1) for _ in range(4)] == [1, 2, 2.5, 2.5]
+
+
 def test_the_default_data_dir_is_per_user_state(tmp_path: Path) -> None:
     assert supervisor.default_data_dir({"XDG_STATE_HOME": str(tmp_path)}) == tmp_path / "lokey"
     assert (
@@ -376,6 +384,7 @@ def test_the_cli_and_the_supervisor_take_the_same_options(
         "--controller-port",
         "--fortuna-port",
         "--virtio-port",
+        "--max-restart-delay",
     }
     top = help_of(cli.main, ["--help"])
     for command in ("up", "conformance", "doctor"):
@@ -389,6 +398,9 @@ def test_the_cli_and_the_supervisor_take_the_same_options(
         (["--virtio-port", "0"], "--virtio-port"),
         (["--fortuna-port", "http"], "--fortuna-port"),
         (["--fast", "--hardware", "/dev/i2c-1"], "--hardware"),
+        (["--max-restart-delay", "0.5"], "--max-restart-delay"),
+        (["--max-restart-delay", "nan"], "--max-restart-delay"),
+        (["--max-restart-delay", "soon"], "--max-restart-delay"),
     ],
 )
 def test_bad_options_exit_2_naming_the_option(

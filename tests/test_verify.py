@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -9,9 +10,20 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
-from lokey.verify import WINDOW, find_duplicates
+from lokey.client import ApiError, ApiUnavailableError, NoDataError
+from lokey.verify import (
+    BUDGET_BURST,
+    PATHS,
+    WINDOW,
+    History,
+    Phases,
+    Progress,
+    _classify,
+    find_duplicates,
+)
 from tests.service_helpers import ROOT
 
 
@@ -63,6 +75,80 @@ def test_a_long_repeat_is_one_duplicate() -> None:
     assert find_duplicates([os.urandom(9) + run, run + os.urandom(3)]).duplicates == 1
 
 
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _unavailable(cause: Exception) -> ApiUnavailableError:
+    error = ApiUnavailableError("no answer", method="GET", url="http://x")
+    error.__cause__ = cause
+    return error
+
+
+_REQUEST = httpx.Request("GET", "http://x/generate")
+
+
+@pytest.mark.parametrize(
+    ("error", "outcome"),
+    [
+        # nothing was served: safe to say no bytes were consumed
+        (
+            NoDataError("none", status_code=503, method="POST", path="/d", retry_after=1.0),
+            "refused",
+        ),
+        (httpx.HTTPStatusError("", request=_REQUEST, response=httpx.Response(503)), "refused"),
+        (_unavailable(httpx.ConnectError("refused")), "refused"),
+        (httpx.ConnectError("refused"), "refused"),
+        # sent, and the answer broke off: its bytes may be gone without being delivered
+        (_unavailable(httpx.ReadError("reset")), "lost"),
+        (httpx.RemoteProtocolError("closed mid-body"), "lost"),
+        (httpx.ReadTimeout("slow"), "lost"),
+        # anything else is an error the report shows
+        (ApiError("bad", status_code=500, method="POST", path="/d"), "error"),
+        (httpx.HTTPStatusError("", request=_REQUEST, response=httpx.Response(500)), "error"),
+    ],
+)
+def test_a_failed_request_is_refused_lost_or_an_error(error: Exception, outcome: str) -> None:
+    assert _classify(error)[0] == outcome
+
+
+def test_each_path_records_only_its_share_of_the_budget_over_time() -> None:
+    clock = _Clock()
+    history = History(budget_b_s=1000.0, clock=clock)
+    history.record("fifo", bytes(BUDGET_BURST))
+    assert not history.over_budget("fifo")  # the burst
+    history.record("fifo", bytes(1))
+    assert history.over_budget("fifo")
+    assert not history.over_budget("api-trng")  # another path's share is its own
+    clock.now += 0.002  # two more bytes allowed
+    assert not history.over_budget("fifo")
+    assert history.responses[0].time == 0.0
+
+
+def test_the_ring_drainers_alternate_one_period_on_one_off() -> None:
+    clock = _Clock()
+    phases = Phases(1.0, started=clock.now, clock=clock)
+    seen = []
+    for _ in range(8):
+        seen.append(phases.draining())
+        clock.now += 0.5
+    assert seen == [True, True, False, False, True, True, False, False]
+
+
+def test_progress_in_a_log_is_a_line_now_and_then_not_a_flood() -> None:
+    log = io.StringIO()  # not a terminal: no carriage returns in CI logs
+    progress = Progress(log)
+    for second in range(5):
+        progress.show(f"{second} s")
+    progress.show("checking", force=True)
+    progress.done()
+    assert log.getvalue() == "0 s\nchecking\n"
+
+
 @pytest.mark.slow
 def test_a_short_run_under_sigkill_serves_nothing_twice(tmp_path: Path) -> None:
     began = time.monotonic()
@@ -93,6 +179,7 @@ def test_a_short_run_under_sigkill_serves_nothing_twice(tmp_path: Path) -> None:
     report = json.loads(result.stdout)
     assert report["duplicates"] == 0
     assert sum(report["kills"].values()) >= 1
-    served = [path for path, row in report["paths"].items() if row["bytes"] > 0]
-    assert len(served) >= 4, report["paths"]
+    served = {path for path, row in report["paths"].items() if row["bytes"] > 0}
+    assert served == set(PATHS), report["paths"]  # every path got its share
+    assert all(row["error"] == 0 for row in report["paths"].values()), report["paths"]
     assert elapsed < 45, f"{elapsed:.1f} s"

@@ -132,6 +132,21 @@ def _port(option: str) -> Callable[[str], int]:
     return parse
 
 
+def _seconds(option: str, *, lower: float, upper: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{option} must be a number, got {text!r}") from None
+        if not lower <= value <= upper:
+            raise argparse.ArgumentTypeError(
+                f"{option} must be in [{lower:g}, {upper:g}], got {text}"
+            )
+        return value
+
+    return parse
+
+
 def add_up_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``lokey up`` (``lokey.cli`` declares the same ones for its help)."""
     bus = parser.add_mutually_exclusive_group()
@@ -170,6 +185,14 @@ def add_up_arguments(parser: argparse.ArgumentParser) -> None:
         "--single-process",
         action="store_true",
         help="run the four apps in one process (less memory, e.g. on a 512 MB Pi; no restarts)",
+    )
+    parser.add_argument(
+        "--max-restart-delay",
+        type=_seconds("--max-restart-delay", lower=BACKOFF_INITIAL_S, upper=3600.0),
+        default=BACKOFF_MAX_S,
+        metavar="S",
+        help=f"longest wait before restarting a service that keeps exiting (default "
+        f"{BACKOFF_MAX_S:g} s; the wait starts at {BACKOFF_INITIAL_S:g} s and doubles)",
     )
 
 
@@ -236,6 +259,7 @@ class UpPlan:
     env: dict[str, str]
     bus_label: str
     single_process: bool
+    max_restart_delay_s: float = BACKOFF_MAX_S
 
     @property
     def pipe_path(self) -> str | None:
@@ -349,6 +373,7 @@ def make_plan(args: argparse.Namespace, base_env: Mapping[str, str]) -> UpPlan:
         env=env,
         bus_label=_bus_label(args, env),
         single_process=bool(args.single_process),
+        max_restart_delay_s=float(args.max_restart_delay),
     )
 
 
@@ -942,6 +967,7 @@ def _run_children(plan: UpPlan) -> int:
         PopenLauncher(plan.env),
         console,
         on_change=lambda pids: write_pid_file(plan, pids),
+        backoff=lambda: Backoff(maximum_s=plan.max_restart_delay_s),
     )
     _install_stop_handlers(supervisor.request_stop)
 
