@@ -55,8 +55,9 @@ unit: $(VENV)/.installed-dev
 conformance: $(VENV)/.installed-dev
 	$(BIN)/pytest -q -p no:cacheprovider conformance --bus 'sim://atecc608a'
 
+# `lokey bench`: one table, JSON saved; ARGS go to it, e.g. make bench ARGS='--only store --quick'
 bench: $(VENV)/.installed
-	$(BIN)/python -m bench
+	$(BIN)/lokey bench $(ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build dist *.egg-info

@@ -15,10 +15,10 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
-__all__ = ["serving", "spawned"]
+__all__ = ["free_port", "serving", "spawned"]
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -28,7 +28,7 @@ def _free_port() -> int:
 @contextmanager
 def serving(app: FastAPI) -> Iterator[str]:
     """uvicorn on a free loopback port in a thread; yields the base URL."""
-    port = _free_port()
+    port = free_port()
     config = uvicorn.Config(
         app, host="127.0.0.1", port=port, log_config=None, log_level="warning", access_log=False
     )
@@ -51,7 +51,7 @@ def serving(app: FastAPI) -> Iterator[str]:
 def spawned(args: list[str], env: dict[str, str], health: str = "/health") -> Iterator[str]:
     """``python -m <args> --port P`` as a child process on a free port until ``health`` answers;
     yields the base URL and kills the child afterwards."""
-    port = _free_port()
+    port = free_port()
     child_env = {**os.environ, "LOG_LEVEL": "WARN", **env}
     process = subprocess.Popen(
         [sys.executable, "-m", *args, "--port", str(port)],

@@ -29,7 +29,9 @@ from pathlib import Path
 import httpx
 
 from bench._http import spawned
+from bench._report import Direction, Figure, Target, all_met
 
+NAME = "bench_api"
 TARGET_MB_S = 50.0
 REFERENCE_CEILING_B_S = 2_560.0  # service-api.md §1.9: 10 polls/s x 256 B
 CLIENTS = 4
@@ -56,10 +58,12 @@ class Load:
         return self.nbytes / self.seconds / 1e6
 
 
-def load(url: str, body: dict[str, object], clients: int = CLIENTS) -> Load:
-    """``clients`` threads posting ``body`` for DURATION_S."""
+def load(
+    url: str, body: dict[str, object], clients: int = CLIENTS, duration_s: float = DURATION_S
+) -> Load:
+    """``clients`` threads posting ``body`` for ``duration_s``."""
     counts = [[0, 0, 0] for _ in range(clients)]
-    stop = time.perf_counter() + DURATION_S
+    stop = time.perf_counter() + duration_s
 
     def client(slot: list[int]) -> None:
         with httpx.Client(timeout=30) as http:
@@ -103,7 +107,7 @@ def _fortuna_bytes(api: str) -> int:
     return queued
 
 
-def main() -> bool:
+def measure(duration_s: float = DURATION_S) -> list[Figure]:
     with (
         tempfile.TemporaryDirectory() as tmp,
         spawned(["bench._trivial"], {}) as trivial,
@@ -125,13 +129,13 @@ def main() -> bool:
         ) as api,
     ):
         _wait("the Fortuna queue to fill", lambda: _fortuna_bytes(api) >= LOW_WATER)
-        limit_bulk = load(f"{trivial}/bytes", BULK)
-        bulk = load(f"{api}/api/v1/data", BULK)
-        limit_single = load(f"{trivial}/value", SINGLE)
-        single = load(f"{api}/api/v1/data", SINGLE)
+        limit_bulk = load(f"{trivial}/bytes", BULK, duration_s=duration_s)
+        bulk = load(f"{api}/api/v1/data", BULK, duration_s=duration_s)
+        limit_single = load(f"{trivial}/value", SINGLE, duration_s=duration_s)
+        single = load(f"{api}/api/v1/data", SINGLE, duration_s=duration_s)
     bulk_ratio = bulk.mb_per_s / limit_bulk.mb_per_s
     single_ratio = single.per_s / limit_single.per_s
-    print(f"API benchmark ({CLIENTS} clients, {DURATION_S:.0f} s each, cpus={os.cpu_count()})")
+    print(f"API benchmark ({CLIENTS} clients, {duration_s:g} s each, cpus={os.cpu_count()})")
     print(
         f"  binary limit={LIMIT} fortuna: {bulk.mb_per_s:8.1f} MB/s ({bulk.ok} ok, "
         f"{bulk.refused} x 503)  trivial endpoint {limit_bulk.mb_per_s:8.1f} MB/s  "
@@ -147,7 +151,33 @@ def main() -> bool:
     )
     ok = bulk.mb_per_s >= TARGET_MB_S
     print(f"  {'PASS' if ok else 'FAIL'}: {bulk.mb_per_s:.1f} MB/s against {TARGET_MB_S:.0f} MB/s")
-    return ok
+    return [
+        Figure(
+            NAME,
+            "/api/v1/data binary 100 kB, fortuna",
+            bulk.mb_per_s,
+            "MB/s",
+            limit=limit_bulk.mb_per_s,
+            limit_what="trivial endpoint",
+            target=Target(TARGET_MB_S, Direction.AT_LEAST),
+        ),
+        Figure(
+            NAME,
+            "/api/v1/data one uint32, fortuna",
+            single.per_s,
+            "requests/s",
+            limit=limit_single.per_s,
+            limit_what="trivial endpoint",
+        ),
+    ]
+
+
+def main(duration_s: float = DURATION_S) -> bool:
+    return all_met(measure(duration_s))
+
+
+def run(quick: bool = False) -> list[Figure]:
+    return measure(duration_s=1.5) if quick else measure()
 
 
 if __name__ == "__main__":

@@ -15,8 +15,10 @@ import time
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from bench._report import Direction, Figure, Target, all_met
 from lokey.quality.assess import SEQUENCE_BITS, assess
 
+NAME = "bench_battery"
 SEQUENCES = 10
 TARGET_S_PER_SEQUENCE = 1.0
 
@@ -45,7 +47,7 @@ def _battery(data: bytes) -> float:
     return elapsed / SEQUENCES
 
 
-def main(repeats: int = 3) -> bool:
+def measure(repeats: int = 3) -> list[Figure]:
     data = _keystream(SEQUENCES * SEQUENCE_BITS // 8)
     battery = min(_battery(data) for _ in range(repeats))
     floor = min(_floor(data) for _ in range(repeats))
@@ -59,7 +61,25 @@ def main(repeats: int = 3) -> bool:
         f"  ratio to target   {battery / TARGET_S_PER_SEQUENCE:>10.2f} "
         f"({verdict} the {TARGET_S_PER_SEQUENCE:g} s per sequence target)"
     )
-    return ok
+    return [
+        Figure(
+            NAME,
+            "SP 800-22 battery, 10^6-bit sequence",
+            battery * 1000,
+            "ms/sequence",
+            limit=floor * 1000,
+            limit_what="numpy unpack + one rfft",
+            target=Target(TARGET_S_PER_SEQUENCE * 1000, Direction.AT_MOST),
+        )
+    ]
+
+
+def main(repeats: int = 3) -> bool:
+    return all_met(measure(repeats))
+
+
+def run(quick: bool = False) -> list[Figure]:
+    return measure(repeats=1) if quick else measure()
 
 
 if __name__ == "__main__":

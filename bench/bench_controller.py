@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from bench._report import Direction, Figure, Target, all_met
 from lokey.backends import OpenedBus, open_bus
 from lokey.controller import BorrowedBus, Controller, DeviceState, atecc_factory
 from lokey.hardware.commands import Atecc608aDriver
@@ -33,6 +34,7 @@ from lokey.services.controller import ControllerService, create_controller_app
 from lokey.services.settings import load_controller_settings
 from sim.clock import VirtualClock
 
+NAME = "bench_controller"
 TARGET_PER_S = 5_000
 RANDOM_OPCODE = 0x1B
 RANDOM_MAX_S = DEFAULT_TIMING.command(RANDOM_OPCODE).max_s  # spec §4: 23 ms at M0
@@ -135,7 +137,7 @@ def best(rates: list[Rate]) -> Rate:
     return max(rates, key=lambda r: r.per_second)
 
 
-def main(samples: int = 5_000, repeats: int = 3, requests: int = 40) -> bool:
+def measure(samples: int = 5_000, repeats: int = 3, requests: int = 40) -> list[Figure]:
     through = best([controller_rate(INSTANT, samples) for _ in range(repeats)])
     raw = best([driver_rate(INSTANT, samples) for _ in range(repeats)])
     typical = controller_rate(TYPICAL, max(BATCH, samples // 10))
@@ -165,7 +167,41 @@ def main(samples: int = 5_000, repeats: int = 3, requests: int = 40) -> bool:
     )
     print(f"  ratio to /health    {generate.per_second / BATCH / trivial.per_second:>8.3f}")
     print(f"  ratio to in-process {generate.per_second / through.per_second:>8.2f}")
-    return ok
+    return [
+        Figure(
+            NAME,
+            "samples, in-process",
+            through.per_second,
+            "samples/s",
+            limit=raw.per_second,
+            limit_what="raw driver",
+            target=Target(TARGET_PER_S, Direction.AT_LEAST),
+        ),
+        Figure(
+            NAME,
+            "samples per virtual s, typical timing",
+            typical.virtual_per_second,
+            "samples/s",
+            limit=DATASHEET_PER_S,
+            limit_what="datasheet ceiling",
+        ),
+        Figure(
+            NAME,
+            "HTTP /generate?count=100",
+            generate.per_second / BATCH,
+            "requests/s",
+            limit=trivial.per_second,
+            limit_what="/health, same app",
+        ),
+    ]
+
+
+def main(samples: int = 5_000, repeats: int = 3, requests: int = 40) -> bool:
+    return all_met(measure(samples, repeats, requests))
+
+
+def run(quick: bool = False) -> list[Figure]:
+    return measure(samples=1_000, repeats=1, requests=10) if quick else measure()
 
 
 if __name__ == "__main__":

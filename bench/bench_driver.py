@@ -29,12 +29,14 @@ from dataclasses import dataclass
 
 from smbus2 import i2c_msg
 
+from bench._report import Direction, Figure, Target, all_met
 from lokey.hardware.commands import Atecc608aDriver
 from lokey.hardware.transport import DEFAULT_TIMING, Transport
 from sim.atecc608a import ATECC608A, LockState, TimingModel
 from sim.clock import VirtualClock
 from sim.i2c_bus import VirtualI2CBus
 
+NAME = "bench_driver"
 TARGET_PER_S = 5_000
 ADDRESS = 0x60
 RANDOM_OPCODE = 0x1B
@@ -135,7 +137,7 @@ def best_of(run: Callable[[], Result], repeats: int) -> Result:
     return max((run() for _ in range(repeats)), key=lambda r: r.per_second)
 
 
-def main(count: int = 10_000, repeats: int = 3) -> bool:
+def measure(count: int = 10_000, repeats: int = 3) -> list[Figure]:
     instant = best_of(lambda: run_driver("instant", count), repeats)
     bare = best_of(lambda: run_bare(count), repeats)
     print("driver: Random samples through Atecc608aDriver + Transport + emulator, one core")
@@ -148,6 +150,17 @@ def main(count: int = 10_000, repeats: int = 3) -> bool:
         f"  ratio to target   {instant.per_second / TARGET_PER_S:>10.2f} "
         f"({verdict} the {TARGET_PER_S:,}/s target)"
     )
+    figures = [
+        Figure(
+            NAME,
+            "samples, in-process",
+            instant.per_second,
+            "samples/s",
+            limit=bare.per_second,
+            limit_what="bare bus, no driver",
+            target=Target(TARGET_PER_S, Direction.AT_LEAST),
+        )
+    ]
     typical_busy = TimingModel.typical().busy_s(RANDOM_OPCODE)
     for model in ("typical", "maximum"):
         result = run_driver(model, max(count // 10, 500))
@@ -169,6 +182,16 @@ def main(count: int = 10_000, repeats: int = 3) -> bool:
             "(1 / (tWHI 1.5 ms + Random max 23 ms + wire))"
         )
         print(f"    ratio to ceiling  {rate / ceiling:>10.2f}")
+        figures.append(
+            Figure(
+                NAME,
+                f"samples, 100 kHz bus, {model} timing",
+                rate,
+                "samples/s",
+                limit=ceiling,
+                limit_what="datasheet ceiling",
+            )
+        )
         if model == "typical":
             limit = 1.0 / (T_WHI_S + typical_busy + wire)
             print(
@@ -176,7 +199,25 @@ def main(count: int = 10_000, repeats: int = 3) -> bool:
                 f"(limit {limit:,.1f}/s = 1 / (tWHI + Random typical "
                 f"{typical_busy * 1e3:.0f} ms + wire))"
             )
-    return ok
+            figures.append(
+                Figure(
+                    NAME,
+                    "samples, 100 kHz bus, typical, vs model",
+                    rate,
+                    "samples/s",
+                    limit=limit,
+                    limit_what="timing model",
+                )
+            )
+    return figures
+
+
+def main(count: int = 10_000, repeats: int = 3) -> bool:
+    return all_met(measure(count, repeats))
+
+
+def run(quick: bool = False) -> list[Figure]:
+    return measure(count=2_000, repeats=1) if quick else measure()
 
 
 if __name__ == "__main__":

@@ -17,10 +17,12 @@ from dataclasses import dataclass
 
 from smbus2 import i2c_msg
 
+from bench._report import Direction, Figure, Target, all_met
 from sim.atecc608a import ATECC608A, LockState, TimingModel
 from sim.clock import VirtualClock
 from sim.i2c_bus import VirtualI2CBus
 
+NAME = "bench_emulator"
 TARGET_PER_S = 20_000
 ADDRESS = 0x60
 RANDOM = bytes.fromhex("03071b00000024cd")  # spec §2.5
@@ -110,7 +112,7 @@ def best_of(
     return max(results, key=lambda r: r.per_second)
 
 
-def main(count: int = 20_000, repeats: int = 3) -> bool:
+def measure(count: int = 20_000, repeats: int = 3) -> list[Figure]:
     emulator = best_of(emulator_bus, count, repeats)
     ceiling = best_of(null_bus, count, repeats)
     print("emulator: Random round trips (write + 35-byte read) on a VirtualClock, one core")
@@ -123,7 +125,25 @@ def main(count: int = 20_000, repeats: int = 3) -> bool:
         f"  ratio to target   {emulator.per_second / TARGET_PER_S:>10.2f} "
         f"({verdict} the {TARGET_PER_S:,}/s target)"
     )
-    return ok
+    return [
+        Figure(
+            NAME,
+            "Random round trips",
+            emulator.per_second,
+            "round trips/s",
+            limit=ceiling.per_second,
+            limit_what="bus with a trivial target",
+            target=Target(TARGET_PER_S, Direction.AT_LEAST),
+        )
+    ]
+
+
+def main(count: int = 20_000, repeats: int = 3) -> bool:
+    return all_met(measure(count, repeats))
+
+
+def run(quick: bool = False) -> list[Figure]:
+    return measure(count=5_000, repeats=1) if quick else measure()
 
 
 if __name__ == "__main__":

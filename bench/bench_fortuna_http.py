@@ -26,11 +26,13 @@ from fastapi import FastAPI
 from fastapi.responses import Response
 
 from bench._http import serving
+from bench._report import Direction, Figure, Target, all_met
 from lokey.clock import SystemClock
 from lokey.fortuna import Fortuna
 from lokey.services.fortuna import create_fortuna_app
 from lokey.services.settings import load_fortuna_settings
 
+NAME = "bench_fortuna_http"
 TARGET_RATIO = 0.5
 MIB = 1 << 20
 STATIC_PATH = "/bench/static"
@@ -122,7 +124,7 @@ def best(rates: list[Rate]) -> Rate:
     return min(rates, key=lambda r: r.seconds / r.requests)
 
 
-def main(requests: int = 40, repeats: int = 3) -> bool:
+def measure(requests: int = 40, repeats: int = 3) -> list[Figure]:
     generate, static, json_form = http_rates(requests, repeats)
     core = in_process_rate(requests)
     ratio = generate.mib_per_s / static.mib_per_s
@@ -143,7 +145,34 @@ def main(requests: int = 40, repeats: int = 3) -> bool:
         f"({json_form.ms_per_request:.2f} ms per request, 2 MiB of hex)"
     )
     print(f"  in-process          {core.mib_per_s:>8,.0f} MiB/s (Fortuna.random_data(2^20))")
-    return ok
+    return [
+        Figure(
+            NAME,
+            "GET /generate 1 MiB binary",
+            generate.mib_per_s,
+            "MiB/s",
+            limit=static.mib_per_s,
+            limit_what="static 1 MiB route",
+            target=Target(TARGET_RATIO, Direction.AT_LEAST, on_ratio=True),
+        ),
+        Figure(
+            NAME,
+            "GET /generate 1 MiB JSON (hex)",
+            json_form.mib_per_s,
+            "MiB/s",
+            limit=static.mib_per_s,
+            limit_what="static 1 MiB route",
+        ),
+        Figure(NAME, "Fortuna.random_data(2^20)", core.mib_per_s, "MiB/s"),
+    ]
+
+
+def main(requests: int = 40, repeats: int = 3) -> bool:
+    return all_met(measure(requests, repeats))
+
+
+def run(quick: bool = False) -> list[Figure]:
+    return measure(requests=8, repeats=1) if quick else measure()
 
 
 if __name__ == "__main__":

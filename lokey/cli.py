@@ -7,7 +7,8 @@ configuration. ``lokey serve controller``, ``lokey serve fortuna``, ``lokey serv
 spec/service-api.md §6); ``lokey up`` runs all four on the emulator (or ``--hardware``),
 supervised, until Ctrl-C. ``lokey conformance [ARGS...]`` runs the conformance suites
 (``python -m conformance``, ARGS passed through) and ``lokey doctor`` checks a bus and the chip
-on it (``python -m lokey.doctor``). Exit status:
+on it (``python -m lokey.doctor``); ``lokey bench [ARGS...]`` runs the benchmarks
+(``python -m bench``). Exit status:
 0 success (the data passes; provisioning done or nothing to do; the service stopped cleanly),
 1 failure (the data fails; the chip refused), 2 the command could not run (bad input, options or
 settings, a bus that cannot be opened).
@@ -48,6 +49,7 @@ SERVICES_MODULE = "lokey.services"  # `python -m lokey.services SERVICE` runs on
 CONFORMANCE_MODULE = "conformance"  # `python -m conformance ARGS`: the suites
 DOCTOR_MODULE = "lokey.doctor"  # `python -m lokey.doctor`: checks a bus and its chip
 VERIFY_MODULE = "lokey.verify"  # `python -m lokey.verify uniqueness ARGS`: no byte twice
+BENCH_MODULE = "bench"  # `python -m bench ARGS`: every benchmark, one table
 SERVICE_PORTS = {"controller": 8081, "fortuna": 8082, "virtio": 8083, "api": 8080}
 
 
@@ -59,6 +61,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _exec_module("lokey conformance", CONFORMANCE_MODULE, arguments[1:])
     if arguments[:1] == ["verify"] and arguments[1:2] != ["-h"] and arguments[1:2] != ["--help"]:
         return _exec_module("lokey verify", VERIFY_MODULE, arguments[1:])
+    if arguments[:1] == ["bench"]:
+        # python -m bench has its own options and --help (its prog is "lokey bench")
+        return _exec_module("lokey bench", BENCH_MODULE, arguments[1:])
     parser = _parser()
     args = parser.parse_args(arguments)
     try:
@@ -284,6 +289,16 @@ def _parser() -> argparse.ArgumentParser:
             "lokey verify uniqueness [--duration S] [--long] [--kill-every S] [--json] ...: "
             "consumers on every path of a `lokey up --fast` stack while services are killed; "
             "every argument goes to python -m lokey.verify unchanged."
+        ),
+    )
+
+    commands.add_parser(
+        "bench",
+        help="run the benchmarks: one table of figures, same-run limits and targets "
+        "(python -m bench)",
+        description=(
+            "lokey bench [--only NAME[,NAME]] [--quick] [--json PATH] [--compare OLD.json]: "
+            "every argument goes to python -m bench unchanged (lokey bench --help lists them)."
         ),
     )
 
