@@ -20,6 +20,10 @@ Options (group "lokey conformance"):
 ``--recovery-bound SECONDS``
     How long a fault campaign waits for the stack to be healthy again after a fault is cleared
     (default 10). A stack with the default 5-minute circuit breaker needs more (about 330).
+``--load-all`` / ``--load-consumers N``
+    Faults under load (``test_faults_under_load.py``, which starts its own four services on the
+    emulator and is skipped with ``--stack`` or a hardware ``--bus``): run every fault campaign
+    instead of one per fault kind; consumer threads per serving path (default 4).
 
 Fixtures to build on:
 
@@ -46,9 +50,10 @@ and ``stack`` (needs a running controller: the fault campaign has it, so ``-m "n
 the suites that need only the bus).
 
 At the end of a run that includes the conformance suites the terminal shows a table per suite
-file (passed / failed / skipped / errors / seconds) and the recovery time measured per fault
-(also in the JUnit XML as the test's ``recovery_s`` property). ``python -m conformance`` runs
-the suites with JUnit XML on.
+file (passed / failed / skipped / errors / seconds), the recovery time measured per fault
+(also in the JUnit XML as the test's ``recovery_s`` property) and, per fault under load, the
+throughput before and during the fault and the recovery time (the ``load_*`` properties).
+``python -m conformance`` runs the suites with JUnit XML on.
 """
 
 from __future__ import annotations
@@ -63,7 +68,7 @@ import pytest
 
 from conformance.buses import OpenedBus, open_bus
 from conformance.protocol import Host
-from conformance.summary import format_table, recoveries, suite_rows
+from conformance.summary import LOAD_COLUMNS, format_table, load_rows, recoveries, suite_rows
 from lokey.backends import parse_bus_url
 from lokey.errors import LokeyError
 
@@ -73,6 +78,7 @@ if TYPE_CHECKING:  # the stack modules import httpx: loaded only by tests that u
 
 __all__ = [
     "DEFAULT_BUS",
+    "DEFAULT_LOAD_CONSUMERS",
     "DEFAULT_RECOVERY_BOUND_S",
     "EMULATED",
     "STACK_URL",
@@ -87,6 +93,7 @@ __all__ = [
 
 DEFAULT_BUS: Final = "sim://atecc608a"
 DEFAULT_RECOVERY_BOUND_S: Final = 10.0
+DEFAULT_LOAD_CONSUMERS: Final = 4
 PACKAGE_DIR: Final = Path(__file__).resolve().parent
 #: Whether ``--bus`` names an emulator (decided from the URL, without opening it).
 EMULATED = pytest.StashKey[bool]()
@@ -123,6 +130,25 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         ),
     )
     group.addoption(
+        "--load-all",
+        action="store_true",
+        default=False,
+        help=(
+            "faults under load: run every fault campaign with consumers on every path (default: "
+            "one campaign per fault kind)"
+        ),
+    )
+    group.addoption(
+        "--load-consumers",
+        type=int,
+        default=DEFAULT_LOAD_CONSUMERS,
+        metavar="N",
+        help=(
+            "faults under load: consumer threads per serving path "
+            f"(default {DEFAULT_LOAD_CONSUMERS})"
+        ),
+    )
+    group.addoption(
         "--recovery-bound",
         type=float,
         default=DEFAULT_RECOVERY_BOUND_S,
@@ -153,6 +179,9 @@ def pytest_configure(config: pytest.Config) -> None:
         except ValueError as error:
             raise pytest.UsageError(f"--stack: {error}") from None
     config.stash[STACK_URL] = stack_url
+    consumers = config.getoption("--load-consumers")
+    if not (isinstance(consumers, int) and 1 <= consumers <= 64):
+        raise pytest.UsageError(f"--load-consumers must be 1..64, got {consumers!r}")
     bound = config.getoption("--recovery-bound")
     if not (isinstance(bound, float) and 0 < bound < float("inf")):
         raise pytest.UsageError(f"--recovery-bound must be a positive number, got {bound!r}")
@@ -333,4 +362,13 @@ def pytest_terminal_summary(
             for m in sorted(measured, key=lambda m: m.fault)
         ]
         for line in format_table(("fault", "recovery s", "bound s"), fault_rows):
+            write(line)
+    under_load = load_rows(reports)
+    if under_load:
+        write("")
+        write(
+            "faults under load (consumers on every path; recovery: healthy and every judged "
+            "path at half its baseline):"
+        )
+        for line in format_table(tuple(name for name, _ in LOAD_COLUMNS), under_load):
             write(line)

@@ -1,4 +1,4 @@
-"""The end-of-run tables: outcome per suite file, and the recovery time measured per fault.
+"""The end-of-run tables: outcome per suite file, recovery time per fault, faults under load.
 
 Built from the test reports alone (no state kept while tests run), so they are right under
 pytest-xdist too, where the reports reach the controlling process from the workers.
@@ -12,12 +12,23 @@ from typing import Final, Protocol
 
 __all__ = [
     "FAULT_PROPERTY",
+    "LOAD_ANSWERS_PROPERTY",
+    "LOAD_CHIP_BASELINE_PROPERTY",
+    "LOAD_CHIP_FAULT_PROPERTY",
+    "LOAD_COLUMNS",
+    "LOAD_FAULT_PROPERTY",
+    "LOAD_FORTUNA_BASELINE_PROPERTY",
+    "LOAD_FORTUNA_FAULT_PROPERTY",
+    "LOAD_PATHS_PROPERTY",
+    "LOAD_RECOVERY_PROPERTY",
+    "LOAD_SAMPLES_PROPERTY",
     "RECOVERY_BOUND_PROPERTY",
     "RECOVERY_PROPERTY",
     "Recovery",
     "Report",
     "SuiteRow",
     "format_table",
+    "load_rows",
     "recoveries",
     "suite_rows",
 ]
@@ -26,6 +37,26 @@ __all__ = [
 FAULT_PROPERTY: Final = "fault"
 RECOVERY_PROPERTY: Final = "recovery_s"
 RECOVERY_BOUND_PROPERTY: Final = "recovery_bound_s"
+#: The faults-under-load suite's properties (throughputs in MB/s, recovery in seconds).
+LOAD_FAULT_PROPERTY: Final = "load_fault"
+LOAD_CHIP_BASELINE_PROPERTY: Final = "load_chip_baseline_MBps"
+LOAD_CHIP_FAULT_PROPERTY: Final = "load_chip_during_fault_MBps"
+LOAD_FORTUNA_BASELINE_PROPERTY: Final = "load_fortuna_baseline_MBps"
+LOAD_FORTUNA_FAULT_PROPERTY: Final = "load_fortuna_during_fault_MBps"
+LOAD_RECOVERY_PROPERTY: Final = "load_recovery_s"
+LOAD_PATHS_PROPERTY: Final = "load_paths"
+LOAD_SAMPLES_PROPERTY: Final = "load_samples"
+LOAD_ANSWERS_PROPERTY: Final = "load_answers"
+#: The columns of the faults-under-load table, from these properties.
+LOAD_COLUMNS: Final = (
+    ("fault", LOAD_FAULT_PROPERTY),
+    ("chip MB/s base", LOAD_CHIP_BASELINE_PROPERTY),
+    ("chip MB/s fault", LOAD_CHIP_FAULT_PROPERTY),
+    ("fortuna MB/s base", LOAD_FORTUNA_BASELINE_PROPERTY),
+    ("fortuna MB/s fault", LOAD_FORTUNA_FAULT_PROPERTY),
+    ("recovery s", LOAD_RECOVERY_PROPERTY),
+    ("bound s", RECOVERY_BOUND_PROPERTY),
+)
 
 
 class Report(Protocol):
@@ -108,6 +139,17 @@ def recoveries(reports: Iterable[Report]) -> list[Recovery]:
         bound = _number(properties.get(RECOVERY_BOUND_PROPERTY))
         found[report.nodeid] = Recovery(report.nodeid, fault, seconds, bound)
     return list(found.values())
+
+
+def load_rows(reports: Iterable[Report]) -> list[tuple[str, ...]]:
+    """One row per faults-under-load test (its last report), the cells of :data:`LOAD_COLUMNS`."""
+    found: dict[str, tuple[str, ...]] = {}
+    for report in reports:
+        properties = dict(report.user_properties)
+        if LOAD_FAULT_PROPERTY not in properties or LOAD_RECOVERY_PROPERTY not in properties:
+            continue
+        found[report.nodeid] = tuple(str(properties.get(key, "")) for _, key in LOAD_COLUMNS)
+    return sorted(found.values())
 
 
 def format_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]:
