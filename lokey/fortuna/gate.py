@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import enum
 import math
-
-import numpy as np
+from collections import Counter
 
 from lokey.errors import SeedQualityError
 
@@ -46,8 +45,16 @@ class SeedRejectReason(enum.StrEnum):
     LOW_ENTROPY = "low_entropy"  # rule 4: Shannon entropy below 3.0 bits/byte
 
 
+_NUMPY_FROM = 1 << 16  # bytes: below this a Counter is fast enough and numpy stays unloaded
+
+
 def _histogram(data: bytes | bytearray | memoryview) -> list[int]:
     """How often each byte value 0..255 occurs in ``data``."""
+    if len(data) < _NUMPY_FROM:  # seeds are a few KB: the services need no numpy for them
+        counts = Counter(memoryview(data).tobytes())
+        return [counts[value] for value in range(256)]
+    import numpy as np  # noqa: PLC0415 - loaded only for large inputs
+
     return [int(c) for c in np.bincount(np.frombuffer(data, dtype=np.uint8), minlength=256)]
 
 

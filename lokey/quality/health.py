@@ -13,6 +13,11 @@ probability alpha (SP 800-90B §4.4.1 and §4.4.2), never hard-coded; the known 
 Streaming: both tests carry their state across ``feed`` calls (RCT: the current run; APT: the
 open window), so feeding a stream in chunks of any size, or one sample at a time, gives the same
 counters and the same first-failure index.
+
+Two implementations of each test give the same results: a bytes-like chunk shorter than
+:data:`NUMPY_FROM` is tested sample by sample in Python, anything larger (or a numpy array) is
+vectorised with numpy. numpy is imported only on that second path, so a service that tests its
+samples as they arrive (32 bytes at a time) does not load it (about 12 MB resident).
 """
 
 from __future__ import annotations
@@ -23,15 +28,16 @@ import math
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal, localcontext
 from fractions import Fraction
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
-import numpy as np
-import numpy.typing as npt
+if TYPE_CHECKING:
+    import numpy.typing as npt
 
 __all__ = [
     "APT_WINDOW_BINARY",
     "APT_WINDOW_NON_BINARY",
     "DEFAULT_ALPHA",
+    "NUMPY_FROM",
     "STARTUP_SAMPLES",
     "AdaptiveProportionTest",
     "AptSnapshot",
@@ -52,6 +58,8 @@ APT_WINDOW_BINARY = 1024  # SP 800-90B §4.4.2: W for binary samples
 APT_WINDOW_NON_BINARY = 512  # SP 800-90B §4.4.2: W for non-binary samples (bytes)
 STARTUP_SAMPLES = 1024  # SP 800-90B §4.3 (9): start-up tests run on at least 1024 samples
 BYTE_BITS = 8  # a byte sample carries at most 8 bits of min-entropy (health-tests.md §1.1)
+#: Bytes-like chunks of at least this many samples are tested with numpy, shorter ones in Python.
+NUMPY_FROM: Final = 4096
 
 # Decimal precision for the cut-offs whose inputs are irrational (fractional H, or an alpha that
 # is not a power of two). 60 significant digits leave ~45 digits of headroom after a 1024-term
@@ -62,7 +70,7 @@ _MARGIN = Decimal(10) ** -30
 Number: TypeAlias = float | Fraction
 """An entropy or probability argument: a float (or int) or an exact :class:`Fraction`."""
 
-Samples: TypeAlias = bytes | bytearray | memoryview | npt.NDArray[Any]
+Samples: TypeAlias = "bytes | bytearray | memoryview | npt.NDArray[Any]"
 """Raw samples: a bytes-like object (one sample per byte) or a 1-D integer (or bool) array."""
 
 
@@ -242,13 +250,20 @@ def apt_cutoff(
 # --- sample input --------------------------------------------------------------------------------
 
 
-def _as_samples(samples: Samples) -> npt.NDArray[Any]:
-    """A 1-D integer view of the samples, without copying where the input allows it."""
+def _as_samples(samples: Samples) -> bytes | npt.NDArray[Any]:
+    """The samples as ``bytes`` (a short bytes-like chunk: the pure-Python path) or as a 1-D
+    integer array (without copying where the input allows it: the numpy path)."""
     if isinstance(samples, bytes | bytearray | memoryview):
         view = memoryview(samples)
         if view.format != "B" or view.ndim != 1:
             view = view.cast("B")
+        if len(view) < NUMPY_FROM:
+            return view.tobytes()
+        import numpy as np  # noqa: PLC0415 - only large chunks need numpy
+
         return np.frombuffer(view, dtype=np.uint8)
+    import numpy as np  # noqa: PLC0415 - anything else can only be a numpy array
+
     if isinstance(samples, np.ndarray):
         if samples.ndim != 1:
             raise ValueError(f"samples must be one-dimensional, got shape {samples.shape}")
@@ -335,6 +350,39 @@ class RepetitionCountTest:
     def feed(self, samples: Samples) -> int:
         """Test the next samples; return how many of them the test signalled on."""
         x = _as_samples(samples)
+        if isinstance(x, bytes):
+            return self._feed_bytes(x)
+        return self._feed_array(x)
+
+    def _feed_bytes(self, x: bytes) -> int:
+        """The test as specified, one sample at a time (short chunks)."""
+        n = len(x)
+        if n == 0:
+            return 0
+        cutoff = self._cutoff
+        last, run = self._last, self._run
+        new_failures = 0
+        first: int | None = None
+        for index, value in enumerate(x):
+            if value == last:
+                run += 1
+                if run >= cutoff:
+                    new_failures += 1
+                    if first is None:
+                        first = index
+            else:
+                last, run = value, 1
+        if first is not None and self._first_failure is None:
+            self._first_failure = self._samples + first
+        self._failures += new_failures
+        self._samples += n
+        self._last = last
+        self._run = run
+        return new_failures
+
+    def _feed_array(self, x: npt.NDArray[Any]) -> int:
+        import numpy as np  # noqa: PLC0415 - see the module docstring
+
         n = int(x.size)
         if n == 0:
             return 0
@@ -466,6 +514,41 @@ class AdaptiveProportionTest:
     def feed(self, samples: Samples) -> int:
         """Test the next samples; return how many of them the test signalled on."""
         x = _as_samples(samples)
+        if isinstance(x, bytes):
+            return self._feed_bytes(x)
+        return self._feed_array(x)
+
+    def _feed_bytes(self, x: bytes) -> int:
+        """The test as specified, one sample at a time (short chunks)."""
+        n = len(x)
+        if n == 0:
+            return 0
+        w, cutoff = self._window, self._cutoff
+        value, count, position = self._value, self._count, self._position
+        new_failures = 0
+        first: int | None = None
+        for index, sample in enumerate(x):
+            if position == 0:  # A opens a window, B = 1 (below every cut-off, which is >= 2)
+                value, count = sample, 1
+            elif sample == value:
+                count += 1
+                if count >= cutoff:
+                    new_failures += 1
+                    if first is None:
+                        first = index
+            position += 1
+            if position == w:
+                position = 0
+        if first is not None and self._first_failure is None:
+            self._first_failure = self._samples + first
+        self._value, self._count, self._position = value, count, position
+        self._failures += new_failures
+        self._samples += n
+        return new_failures
+
+    def _feed_array(self, x: npt.NDArray[Any]) -> int:
+        import numpy as np  # noqa: PLC0415 - see the module docstring
+
         n = int(x.size)
         if n == 0:
             return 0
@@ -725,8 +808,12 @@ class HealthTracker:
     def apt_window(self) -> int:
         return self._window
 
-    def _check_range(self, x: npt.NDArray[Any]) -> None:
-        if x.dtype == np.uint8 and not self._bits:
+    def _check_range(self, x: bytes | npt.NDArray[Any]) -> None:
+        if isinstance(x, bytes):
+            if self._bits and max(x) > 1:
+                raise ValueError("bit samples must be 0 or 1")
+            return
+        if x.dtype.kind == "u" and x.dtype.itemsize == 1 and not self._bits:
             return
         top = 1 if self._bits else 0xFF
         if int(x.min()) < 0 or int(x.max()) > top:
@@ -736,7 +823,7 @@ class HealthTracker:
     def feed(self, samples: Samples) -> int:
         """Test the next samples; return how many of them (a prefix) are usable."""
         x = _as_samples(samples)
-        n = int(x.size)
+        n = len(x)
         if n == 0:
             return 0
         self._check_range(x)

@@ -11,23 +11,29 @@ number of bits. :meth:`LegacySnapshot.to_dict` returns exactly the §2.4 shape b
 p-value is added as one extra key, ``monobit.p_value``, only when asked for, so the legacy
 objects keep their original keys either way.
 
-Counters are Python ints (unbounded) and the processing is vectorised with numpy; the results
-equal a byte-by-byte implementation of the reference for any chunking.
+Counters are Python ints (unbounded). A chunk shorter than :data:`NUMPY_FROM` bytes is processed
+byte by byte in Python, as the reference does; a larger one is vectorised with numpy (imported
+only then, so the API service, which feeds a few hundred bytes per poll, does not load it). The
+results equal a byte-by-byte implementation of the reference for any chunking.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
 
-import numpy as np
-import numpy.typing as npt
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
 __all__ = [
     "LEGACY_APT_DEFAULT_WINDOW",
     "LEGACY_APT_MAX_WINDOW",
     "LEGACY_APT_MIN_WINDOW",
     "LEGACY_RCT_CUTOFF",
+    "NUMPY_FROM",
     "LegacyAptSnapshot",
     "LegacyMetrics",
     "LegacySnapshot",
@@ -47,9 +53,18 @@ LEGACY_APT_MAX_WINDOW = 2048
 # The sliding-window count sorts (value, position) keys; blocks of this many bytes bound the
 # temporary arrays (a few MB) when a caller feeds a large buffer at once.
 _BLOCK = 1 << 16
+#: Chunks of at least this many bytes are processed with numpy, shorter ones in Python.
+NUMPY_FROM: Final = 4096
 
-_POPCOUNT = np.array([bin(value).count("1") for value in range(256)], dtype=np.int64)
-_POPCOUNT.flags.writeable = False
+
+@functools.cache
+def _popcount() -> npt.NDArray[np.int64]:
+    import numpy as np  # noqa: PLC0415 - see the module docstring
+
+    table = np.array([bin(value).count("1") for value in range(256)], dtype=np.int64)
+    table.flags.writeable = False
+    return table
+
 
 JsonDict = dict[str, dict[str, int | float | None]]
 
@@ -170,13 +185,13 @@ class LegacySnapshot:
         }
 
 
-def _as_bytes(data: bytes | bytearray | memoryview) -> npt.NDArray[np.uint8]:
+def _as_bytes(data: bytes | bytearray | memoryview) -> memoryview:
     if not isinstance(data, bytes | bytearray | memoryview):
         raise TypeError(f"legacy metrics take bytes-like data, got {type(data).__name__}")
     view = memoryview(data)
     if view.format != "B" or view.ndim != 1:
         view = view.cast("B")
-    return np.frombuffer(view, dtype=np.uint8)
+    return view
 
 
 class LegacyMetrics:
@@ -209,20 +224,66 @@ class LegacyMetrics:
         self._rct_failures = 0
         self._bias = 0
         self._processed = 0
-        self._history = np.zeros(0, dtype=np.uint8)  # the last <= W bytes, oldest first
+        self._history = b""  # the last <= W bytes, oldest first
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
-        x = _as_bytes(data)
-        if x.size == 0:
+        view = _as_bytes(data)
+        if len(view) == 0:
             return
+        if len(view) < NUMPY_FROM:
+            self._feed_bytes(view.tobytes())
+            return
+        import numpy as np  # noqa: PLC0415 - see the module docstring
+
+        x = np.frombuffer(view, dtype=np.uint8)
         for start in range(0, int(x.size), _BLOCK):
             block = x[start : start + _BLOCK]
             self._monobit(block)
             self._repetition(block)
             self._apt(block)
 
+    def _feed_bytes(self, x: bytes) -> None:
+        """The three counters byte by byte, as the reference computes them (short chunks)."""
+        self._ones += int.from_bytes(x, "big").bit_count()
+        self._total += 8 * len(x)
+        # §2.2: a byte equal to the last one extends the run; past the cut-off it is a failure
+        # and the counter restarts at 1
+        last, run, failures = self._last_value, self._current_run, 0
+        for value in x:
+            if value == last:
+                run += 1
+                if run > LEGACY_RCT_CUTOFF:
+                    failures += 1
+                    run = 1
+            else:
+                last, run = value, 1
+        self._last_value, self._current_run = last, run
+        self._rct_failures += failures
+        # §2.3: every byte after the first W is counted among the previous W bytes
+        w, cutoff = self._window, self._apt_cutoff
+        combined = self._history + x
+        counts = [0] * 256
+        for value in self._history:
+            counts[value] += 1
+        first = len(self._history)
+        position = self._processed  # the global index of combined[first]
+        bias = 0
+        for index in range(first, len(combined)):
+            value = combined[index]
+            if position >= w and counts[value] > cutoff:
+                bias += 1
+            counts[value] += 1
+            if index >= w:
+                counts[combined[index - w]] -= 1
+            position += 1
+        self._bias += bias
+        self._history = combined[-w:]
+        self._processed += len(x)
+
     def _monobit(self, x: npt.NDArray[np.uint8]) -> None:
-        self._ones += int(np.bincount(x, minlength=256) @ _POPCOUNT)
+        import numpy as np  # noqa: PLC0415 - see the module docstring
+
+        self._ones += int(np.bincount(x, minlength=256) @ _popcount())
         self._total += 8 * int(x.size)
 
     def _repetition(self, x: npt.NDArray[np.uint8]) -> None:
@@ -233,6 +294,8 @@ class LegacyMetrics:
         carried counter c as its first c bytes, which is exact because the counter alone
         decides the future) has had (L - 1) // 35 failures, and its counter is (L - 1) % 35 + 1.
         """
+        import numpy as np  # noqa: PLC0415 - see the module docstring
+
         n = int(x.size)
         repeats = np.flatnonzero(x[1:] == x[:-1]) + 1
         continues = int(x[0]) == self._last_value
@@ -260,12 +323,15 @@ class LegacyMetrics:
         radix sort; the count for the byte at position i with value v is then the number of
         keys in [key(v, i - W), key(v, i)), found with one vectorised searchsorted.
         """
+        import numpy as np  # noqa: PLC0415 - see the module docstring
+
         w = self._window
-        combined = np.concatenate((self._history, x))
+        history = np.frombuffer(self._history, dtype=np.uint8)
+        combined = np.concatenate((history, x))
         size = int(combined.size)
-        first_global = self._processed - int(self._history.size)
+        first_global = self._processed - int(history.size)
         # positions in `combined` that are tested: in this block and past the first W bytes
-        first_tested = max(int(self._history.size), w - first_global)
+        first_tested = max(int(history.size), w - first_global)
         if first_tested < size:
             order = np.argsort(combined, kind="stable")
             # key = value * (size + w) + position + w: same-value keys stay ordered by
@@ -275,7 +341,7 @@ class LegacyMetrics:
             counts = np.arange(size, dtype=np.int64) - below
             tested = order >= first_tested
             self._bias += int(np.count_nonzero(counts[tested] > self._apt_cutoff))
-        self._history = combined[-w:].copy()
+        self._history = combined[-w:].tobytes()
         self._processed += int(x.size)
 
     def snapshot(self) -> LegacySnapshot:

@@ -81,6 +81,7 @@ def _serve(args: argparse.Namespace) -> int:
     # (an SD card's wear); our own job logs say what matters, so httpx speaks from WARNING.
     logging.getLogger("httpx").setLevel(max(settings.log_level_number, logging.WARNING))
     port = args.port if args.port is not None else settings.port
+    apps.limit_heap_retention()
     app = apps.create_app(settings)
     return server.run(app, host=args.host, port=port, log_level=settings.log_level)
 

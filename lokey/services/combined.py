@@ -81,6 +81,7 @@ def run(plan: UpPlan, console: Console) -> int:
         filename=log_path, level=number, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("httpx").setLevel(max(number, logging.WARNING))  # one line per request
+    apps.limit_heap_retention()
     try:
         built = _build_apps(plan)
     except apps.StartupError as error:

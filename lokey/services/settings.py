@@ -22,7 +22,6 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Final, Literal, TypeVar
 
-import httpx
 from pydantic import (
     AfterValidator,
     BeforeValidator,
@@ -426,6 +425,8 @@ def _address(value: object) -> object:
             f"must be {example}: a host and an optional port, without a path, query, fragment, "
             "credentials or spaces"
         )
+    import httpx  # noqa: PLC0415 - only the API (which uses httpx anyway) has addresses
+
     port = httpx.URL(text).port
     if port is not None and not 1 <= port <= 65535:
         raise ValueError(f"must be {example} (port 1..65535)")

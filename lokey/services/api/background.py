@@ -43,7 +43,6 @@ from dataclasses import dataclass
 from typing import Final
 
 import anyio.to_thread
-import numpy as np
 
 from lokey.clock import Clock
 from lokey.controller.breaker import BreakerSnapshot, BreakerState, CircuitBreaker
@@ -104,7 +103,7 @@ class TrngQuality:
         data = b"".join(samples)
         with self._lock:
             self._legacy.feed(data)
-            usable = self._tracker.feed(np.frombuffer(data, dtype=np.uint8))
+            usable = self._tracker.feed(data)
             if self._tracker.state is HealthState.FAILED:
                 self.batches_rejected += 1
                 self.last_failure = self._tracker.reason

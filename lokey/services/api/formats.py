@@ -8,9 +8,8 @@ boundaries, and a request for ``limit`` values always needs exactly ``limit * wi
 from __future__ import annotations
 
 import enum
-from typing import Any, Final
-
-import numpy as np
+import struct
+from typing import Final
 
 __all__ = ["DataFormat", "decode"]
 
@@ -30,28 +29,29 @@ class DataFormat(enum.StrEnum):
 
     @property
     def width(self) -> int:
-        return _DTYPES[self].itemsize if self is not DataFormat.BINARY else 1
+        return struct.calcsize(">" + _CODES[self])
 
 
-# ">" = big-endian (spec §1.2); numpy reads two's complement for the signed kinds.
-_DTYPES: Final[dict[DataFormat, np.dtype[Any]]] = {
-    DataFormat.INT8: np.dtype(">i1"),
-    DataFormat.INT16: np.dtype(">i2"),
-    DataFormat.INT32: np.dtype(">i4"),
-    DataFormat.INT64: np.dtype(">i8"),
-    DataFormat.UINT8: np.dtype(">u1"),
-    DataFormat.UINT16: np.dtype(">u2"),
-    DataFormat.UINT32: np.dtype(">u4"),
-    DataFormat.UINT64: np.dtype(">u8"),
-    DataFormat.BINARY: np.dtype(">u1"),
+# struct codes, read with ">" = big-endian standard sizes (spec §1.2); the signed codes read two's
+# complement. struct rather than numpy: the API process does not load numpy for this.
+_CODES: Final[dict[DataFormat, str]] = {
+    DataFormat.INT8: "b",
+    DataFormat.INT16: "h",
+    DataFormat.INT32: "i",
+    DataFormat.INT64: "q",
+    DataFormat.UINT8: "B",
+    DataFormat.UINT16: "H",
+    DataFormat.UINT32: "I",
+    DataFormat.UINT64: "Q",
+    DataFormat.BINARY: "B",
 }
 
 
 def decode(fmt: DataFormat, data: bytes) -> list[int]:
     """``data`` as a list of Python ints in ``fmt``; ``len(data)`` must be a multiple of the
     width (the caller asks the store for exactly ``limit * width`` bytes)."""
-    dtype = _DTYPES[fmt]
-    if len(data) % dtype.itemsize:
+    code = _CODES[fmt]
+    width = struct.calcsize(">" + code)
+    if len(data) % width:
         raise ValueError(f"{len(data)} bytes is not a whole number of {fmt} values")
-    values: list[int] = np.frombuffer(data, dtype=dtype).tolist()
-    return values
+    return list(struct.unpack(f">{len(data) // width}{code}", data))
