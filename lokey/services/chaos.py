@@ -31,14 +31,14 @@ import math
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import fields, is_dataclass
-from typing import Final, Protocol, cast, runtime_checkable
+from typing import Any, Final, Protocol, cast, runtime_checkable
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from lokey.backends import OpenedBus, build_fault, describe_fault, fault_kinds
-from lokey.services.common import error_response, strict_int
+from lokey.services.common import documented, error_response, strict_int
 
 __all__ = [
     "DEFAULT_TRACE_LIMIT",
@@ -269,6 +269,33 @@ class Chaos:
         return {name: kind.to_dict() for name, kind in sorted(fault_kinds().items())}
 
 
+_TRACE_DOC: Final = documented(
+    errors={400: TRACE_LIMIT_ERROR},
+    query=[
+        {
+            "name": "limit",
+            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_TRACE_LIMIT},
+        }
+    ],
+)
+
+
+def _inject_doc() -> dict[str, Any]:
+    """``POST /sim/faults``: the kinds are the emulator's (read when the router is built)."""
+    return documented(
+        ok=None,
+        errors={400: "Invalid fault: unknown kind, bad or missing parameters"},
+        body={
+            "type": "object",
+            "properties": {
+                "kind": {"enum": sorted(fault_kinds())},
+                "params": {"type": "object"},
+            },
+            "required": ["kind"],
+        },
+    )
+
+
 def chaos_router(get_chaos: Callable[[Request], Chaos]) -> APIRouter:
     """The ``/sim`` routes; ``get_chaos`` finds the running service's :class:`Chaos`."""
     router = APIRouter(prefix="/sim", tags=["chaos (emulator only)"])
@@ -281,7 +308,7 @@ def chaos_router(get_chaos: Callable[[Request], Chaos]) -> APIRouter:
     async def list_kinds(request: Request) -> JSONResponse:
         return JSONResponse(await run_in_threadpool(Chaos.kinds))
 
-    @router.post("/faults")
+    @router.post("/faults", status_code=201, **_inject_doc())
     async def inject_fault(request: Request) -> JSONResponse:
         chaos = get_chaos(request)
         raw = await request.body()
@@ -307,7 +334,7 @@ def chaos_router(get_chaos: Callable[[Request], Chaos]) -> APIRouter:
     async def chip_state(request: Request) -> JSONResponse:
         return JSONResponse(await run_in_threadpool(get_chaos(request).state))
 
-    @router.get("/trace")
+    @router.get("/trace", **_TRACE_DOC)
     async def bus_trace(request: Request) -> JSONResponse:
         raw = request.query_params.getlist("limit")
         limit: int | None = DEFAULT_TRACE_LIMIT

@@ -29,6 +29,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from lokey.services import apps
+from lokey.services.server import server_config
 from lokey.services.supervisor import (
     EXIT_CLEAN,
     EXIT_NOT_STARTED,
@@ -167,13 +168,9 @@ class _Stack:
         for index, service in enumerate(self.plan.services, start=1):
             if self.stop.is_set():
                 return EXIT_CLEAN
-            config = uvicorn.Config(
-                self.apps[service.name],
-                log_config=None,
-                log_level=self.level,
-                access_log=False,
-                lifespan="on",
-                timeout_graceful_shutdown=GRACE_S,
+            # the same limits and timeouts as a service on its own (server.py)
+            config = server_config(
+                self.apps[service.name], log_level=self.level, timeout_graceful_shutdown=GRACE_S
             )
             server = _AppServer(config)
             self.servers[service.name] = server

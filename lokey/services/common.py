@@ -9,7 +9,12 @@
   else at WARNING, so ``LOG_LEVEL=WARN`` logs only the non-200 responses, as in the reference
   (§0). Only method, path, query, status and duration: never a body.
 * :class:`BodyLimitMiddleware`: a request body over the limit is refused with 413 before the
-  app reads it (declared ``Content-Length``) or as soon as the streamed body passes the limit.
+  app reads it (declared ``Content-Length``) or as soon as the streamed body passes the limit;
+  every service has one (:data:`DEFAULT_BODY_LIMIT` unless it asks for another), and the 413
+  closes the connection, so the rest of a huge or endless body is never read.
+* :func:`documented`: the OpenAPI description of a route whose parameters, body and answers the
+  handler checks itself (query parameters, JSON body, every status code it returns), so the
+  document says what the service really does (tests/test_schemathesis.py holds it to that).
 * :func:`strict_int`: query integers the way Go's ``strconv.Atoi`` reads them (ASCII digits
   with an optional sign, nothing else): ``1.5``, ``""``, ``" 1"``, non-ASCII digits are refused.
 """
@@ -23,7 +28,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
-from typing import Final
+from typing import Any, Final
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -39,9 +44,12 @@ Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 __all__ = [
     "CORS_ALLOW_HEADERS",
     "CORS_ALLOW_METHODS",
+    "DEFAULT_BODY_LIMIT",
+    "ERROR_SCHEMA",
     "AccessLogMiddleware",
     "BodyLimitMiddleware",
     "OptionsMiddleware",
+    "documented",
     "error_response",
     "install_error_handlers",
     "rfc3339_now",
@@ -54,6 +62,15 @@ access_log = logging.getLogger("lokey.access")
 CORS_ALLOW_METHODS: Final = "GET, POST, PUT, DELETE, OPTIONS"
 CORS_ALLOW_HEADERS: Final = "Content-Type, Authorization, Accept"
 _DIGITS = re.compile(r"[+-]?[0-9]{1,18}")  # ASCII only; 18 digits cannot overflow anything
+#: Body limit of a service that names none (the controller: its chaos API's bodies are a few
+#: hundred bytes); high enough for the deeply nested JSON its tests send to get their 400.
+DEFAULT_BODY_LIMIT: Final = 1 << 20
+#: ``{"error": "<message>"}`` (spec §0), the body of every error answer.
+ERROR_SCHEMA: Final[dict[str, Any]] = {
+    "type": "object",
+    "properties": {"error": {"type": "string"}},
+    "required": ["error"],
+}
 
 
 def error_response(
@@ -80,23 +97,61 @@ def strict_int(text: str, lower: int, upper: int) -> int | None:
     return value if lower <= value <= upper else None
 
 
+def documented(
+    *,
+    ok: Mapping[str, Any] | None = None,
+    errors: Mapping[int, str | Mapping[str, Any]] | None = None,
+    query: Sequence[Mapping[str, Any]] = (),
+    body: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """``responses=`` and ``openapi_extra=`` for a route that checks its own input.
+
+    ``ok``: the 200 answer's ``content`` (media type -> ``{"schema": ...}``; default: JSON of
+    any shape); ``errors``: every other status the route answers, with a description (the body
+    is :data:`ERROR_SCHEMA`) or a whole OpenAPI response object; a 413 is added when there is a
+    ``body``; ``query``: the query
+    parameters as OpenAPI parameter objects (``in: query`` is filled in); ``body``: the JSON
+    request body's schema. Use with ``response_class=Response`` when ``ok`` is not JSON.
+    """
+    responses: dict[int | str, dict[str, Any]] = {}
+    if ok is not None:
+        responses[200] = {"description": "Success", "content": dict(ok)}
+    answers = dict(errors or {})
+    if body is not None:
+        answers.setdefault(413, "Request body too large")
+    for status, answer in sorted(answers.items()):
+        if isinstance(answer, str):
+            content = {"application/json": {"schema": ERROR_SCHEMA}}
+            responses[status] = {"description": answer, "content": content}
+        else:
+            responses[status] = dict(answer)
+    extra: dict[str, Any] = {}
+    if query:
+        extra["parameters"] = [{"in": "query", "required": False, **each} for each in query]
+    if body is not None:
+        extra["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": dict(body)}},
+        }
+    return {"responses": responses, "openapi_extra": extra or None}
+
+
 def new_app(
     *,
     title: str,
     summary: str,
     lifespan: Lifespan,
     cors_origin: str,
-    body_limit: int | None = None,
+    body_limit: int = DEFAULT_BODY_LIMIT,
     guards: Sequence[Middleware] = (),
 ) -> FastAPI:
     """A service app with LoKey's common edges: ``{"error"}`` handlers, OPTIONS/CORS, access log
-    and, with ``body_limit``, a 413 for larger bodies. ``guards`` (authentication, rate limits)
+    and a 413 for bodies over ``body_limit``. ``guards`` (authentication, rate limits)
     sit outside the body limit, so a refused client's body is never read. Refusals of both are
     inside the CORS and log layers: they carry the headers and are logged like any answer."""
     app = FastAPI(title=title, summary=summary, version=__version__, lifespan=lifespan)
     install_error_handlers(app)
-    if body_limit is not None:
-        app.add_middleware(BodyLimitMiddleware, limit=body_limit)
+    app.add_middleware(BodyLimitMiddleware, limit=body_limit)
     for guard in guards:  # each add wraps the previous: the first guard is the innermost
         app.add_middleware(guard.cls, *guard.args, **guard.kwargs)
     app.add_middleware(OptionsMiddleware, allow_origin=cors_origin)
@@ -207,6 +262,8 @@ class BodyLimitMiddleware:
     A declared ``Content-Length`` over the limit is refused before anything is read; a chunked
     body is counted as it arrives and cut off at the limit (the app then sees a disconnect, and
     the client gets the 413), so a client cannot make the service buffer an unbounded body.
+    The 413 says ``Connection: close``: the server then drops the connection instead of reading
+    (and discarding) the rest of the body, which may never end.
     """
 
     def __init__(self, app: ASGIApp, *, limit: int) -> None:
@@ -215,14 +272,14 @@ class BodyLimitMiddleware:
 
     async def _refuse(self, send: Send) -> None:
         body = json.dumps({"error": f"Request body too large (limit {self.limit:,} bytes)"})
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [(b"content-type", b"application/json")],
-            }
-        )
-        await send({"type": "http.response.body", "body": body.encode()})
+        encoded = body.encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(encoded)).encode()),
+            (b"connection", b"close"),
+        ]
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": encoded})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

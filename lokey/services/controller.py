@@ -68,6 +68,7 @@ from lokey.hardware.provisioning import field_of, plan, provision
 from lokey.hardware.transport import Transport
 from lokey.services.chaos import Chaos, chaos_router
 from lokey.services.common import (
+    documented,
     error_response,
     new_app,
     rfc3339_now,
@@ -539,6 +540,55 @@ def _retry_after(seconds: float) -> str:
     return str(math.ceil(round(max(1.0, seconds), 3)))
 
 
+_HEALTH_BODY: Final = {
+    "type": "object",
+    "properties": {
+        "status": {"enum": ["healthy", "unhealthy"]},
+        "timestamp": {"type": "string"},
+        "details": {"type": "object"},
+    },
+    "required": ["status", "timestamp"],
+}
+_HEALTH_DOC: Final = documented(
+    ok={"application/json": {"schema": _HEALTH_BODY}},
+    errors={
+        503: {
+            "description": "The device is not healthy (`Retry-After`)",
+            "content": {"application/json": {"schema": _HEALTH_BODY}},
+        }
+    },
+)
+_GENERATE_DOC: Final = documented(
+    ok={
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "data": {
+                        "anyOf": [
+                            {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                            {
+                                "type": "array",
+                                "items": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                            },
+                        ]
+                    },
+                    "source": {"enum": ["trng", "fallback"]},
+                },
+                "required": ["data", "source"],
+            }
+        }
+    },
+    errors={
+        400: COUNT_ERROR,
+        500: GENERATE_ERROR,
+        503: "The device is not healthy (`Retry-After`)",
+    },
+    query=[{"name": "count", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_COUNT}}],
+)
+_METRICS_DOC: Final = documented(ok={"text/plain": {"schema": {"type": "string"}}})
+
+
 def create_controller_app(
     settings: ControllerSettings,
     *,
@@ -571,7 +621,7 @@ def create_controller_app(
         cors_origin=settings.cors_origin,
     )
 
-    @app.get("/health")
+    @app.get("/health", **_HEALTH_DOC)
     async def health(request: Request) -> JSONResponse:
         service = _service(request)
         controller = service.controller
@@ -602,7 +652,7 @@ def create_controller_app(
         status = await run_in_threadpool(service.status)
         return JSONResponse(_info_view(service, status))
 
-    @app.get("/generate")
+    @app.get("/generate", **_GENERATE_DOC)
     async def generate(request: Request) -> JSONResponse:
         service = _service(request)
         raw = request.query_params.getlist("count")
@@ -634,7 +684,7 @@ def create_controller_app(
         source = "fallback" if samples[0].fallback else "trng"
         return JSONResponse({"data": data[0] if count == 1 else data, "source": source})
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=Response, **_METRICS_DOC)
     async def metrics(request: Request) -> Response:
         service = _service(request)
         body = await run_in_threadpool(generate_latest, service.registry)

@@ -66,6 +66,7 @@ from lokey.fortuna import (
     check_seed,
 )
 from lokey.services.common import (
+    documented,
     error_response,
     new_app,
     rfc3339_now,
@@ -740,11 +741,83 @@ def create_fortuna_app(
         summary="Fortuna CSPRNG seeded by the TRNG (spec/service-api.md §3)",
         lifespan=lifespan,
         cors_origin=settings.cors_origin,
+        body_limit=MAX_BODY_BYTES,
     )
-    app.add_api_route("/health", _health, methods=["GET"])
+    app.add_api_route("/health", _health, methods=["GET"], **_HEALTH_DOC)
     app.add_api_route("/info", _info, methods=["GET"])
-    app.add_api_route("/generate", _generate, methods=["GET"])
-    app.add_api_route("/seed", _seed, methods=["POST"])
-    app.add_api_route("/amplify", _amplify, methods=["POST"])
-    app.add_api_route("/metrics", _metrics, methods=["GET"])
+    app.add_api_route(
+        "/generate", _generate, methods=["GET"], response_class=Response, **_GENERATE_DOC
+    )
+    app.add_api_route("/seed", _seed, methods=["POST"], **_SEED_DOC)
+    app.add_api_route(
+        "/amplify", _amplify, methods=["POST"], response_class=Response, **_AMPLIFY_DOC
+    )
+    app.add_api_route(
+        "/metrics", _metrics, methods=["GET"], response_class=Response, **_METRICS_DOC
+    )
     return app
+
+
+# -- the OpenAPI document: what the handlers above check and answer ------------------------------
+
+_HEALTH_BODY: Final = {
+    "type": "object",
+    "properties": {
+        "status": {"enum": ["healthy", "unhealthy"]},
+        "timestamp": {"type": "string"},
+        "details": {"type": "object"},
+    },
+    "required": ["status", "timestamp"],
+}
+_HEALTH_DOC: Final = documented(
+    ok={"application/json": {"schema": _HEALTH_BODY}},
+    errors={
+        503: {
+            "description": "Not seeded, or not reseeded for too long",
+            "content": {"application/json": {"schema": _HEALTH_BODY}},
+        }
+    },
+)
+_OUTPUT: Final = {
+    "application/json": {
+        "schema": {
+            "type": "object",
+            "properties": {
+                "data": {"type": "string", "pattern": "^([0-9a-f]{2})*$"},
+                "size": {"type": "integer", "minimum": 1, "maximum": MAX_SIZE},
+            },
+            "required": ["data", "size"],
+        }
+    },
+    BINARY: {"schema": {"type": "string", "format": "binary"}},
+}
+_FORMAT_PARAM: Final = {"name": "format", "schema": {"enum": ["json", "binary"]}}
+_SIZE: Final = {"type": "integer", "minimum": 1, "maximum": MAX_SIZE}
+_HEX_STRING: Final = {"type": "string", "pattern": "^([0-9a-fA-F]{2})+$"}
+_GENERATE_DOC: Final = documented(
+    ok=_OUTPUT,
+    errors={400: SIZE_ERROR, 500: GENERATE_ERROR, 503: NOT_SEEDED_ERROR},
+    query=[{"name": "size", "schema": _SIZE}, _FORMAT_PARAM],
+)
+_SEED_DOC: Final = documented(
+    ok={"application/json": {"schema": {"type": "object", "required": ["status", "count"]}}},
+    errors={400: "Invalid request (nothing was pooled)", 500: RESEED_ERROR},
+    body={
+        "type": "object",
+        "properties": {
+            "seeds": {"type": "array", "items": _HEX_STRING, "minItems": 1, "maxItems": MAX_SEEDS}
+        },
+        "required": ["seeds"],
+    },
+)
+_AMPLIFY_DOC: Final = documented(
+    ok=_OUTPUT,
+    errors={400: "Invalid request", 500: AMPLIFY_ERROR, 503: NOT_SEEDED_ERROR},
+    query=[_FORMAT_PARAM],
+    body={
+        "type": "object",
+        "properties": {"seed": _HEX_STRING, "size": _SIZE},
+        "required": ["seed", "size"],
+    },
+)
+_METRICS_DOC: Final = documented(ok={"text/plain": {"schema": {"type": "string"}}})

@@ -5,23 +5,65 @@ and then, by design, re-raises the signal so the process dies of it (exit status
 ``lokey`` documents its own exit statuses instead: :func:`run` returns 0 after a clean,
 signal-initiated shutdown, and 2 when the server could not start (port in use, a lifespan that
 failed), the "could not run" status of every ``lokey`` command.
+
+:func:`server_config` is the one uvicorn configuration of every service, here and in
+``lokey up --single-process`` (:mod:`lokey.services.combined`); its limits are what keeps bad
+clients from holding a small machine (tests/test_bad_requests.py):
+
+* uvicorn's h11 server has no deadline for reading a request: a client that sends its request
+  line and headers a byte at a time (slowloris) keeps the connection forever, since every byte
+  resets the keep-alive timer. :class:`DeadlineH11Protocol` gives every request
+  :data:`REQUEST_READ_TIMEOUT_S` from the moment the server waits for it until its last body
+  byte, then closes the connection.
+* :data:`KEEP_ALIVE_TIMEOUT_S`: an idle keep-alive connection is closed after this long.
+* :data:`LIMIT_CONCURRENCY`: above this many connections or requests in flight uvicorn answers
+  503 at once instead of starting more work.
+* :data:`MAX_HEADER_BYTES`: a request line plus headers still incomplete past this is a 400
+  (h11's own limit, named here). Bodies are bounded by each app (:class:`~lokey.services.common.
+  BodyLimitMiddleware`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import signal
 from collections.abc import Iterator
-from typing import Final
+from typing import Any, Final
 
+import h11
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
-__all__ = ["EXIT_CLEAN", "EXIT_NOT_STARTED", "run"]
+__all__ = [
+    "EXIT_CLEAN",
+    "EXIT_NOT_STARTED",
+    "KEEP_ALIVE_TIMEOUT_S",
+    "LIMIT_CONCURRENCY",
+    "MAX_HEADER_BYTES",
+    "REQUEST_READ_TIMEOUT_S",
+    "DeadlineH11Protocol",
+    "run",
+    "server_config",
+]
 
 EXIT_CLEAN: Final = 0
 EXIT_NOT_STARTED: Final = 2
+#: The whole request (line, headers, body) must arrive within this: generous for the largest
+#: body any service takes (4 MiB on a slow LAN), short enough that 50 trickling connections
+#: are gone within half a minute.
+REQUEST_READ_TIMEOUT_S: Final = 30.0
+#: uvicorn's default, named: an idle connection between two requests.
+KEEP_ALIVE_TIMEOUT_S: Final = 5
+#: Connections or requests in flight per server before uvicorn answers 503: far above what the
+#: API, the stack's own polling and a few /stream consumers need, below the usual 1,024 open
+#: files, and bounding the memory requests in flight can hold (each body is capped by its app).
+LIMIT_CONCURRENCY: Final = 256
+#: h11's default limit for a request line plus headers still incomplete (larger: 400), named;
+#: a head that arrives whole in one read (asyncio reads up to 256 KiB) is parsed as it is.
+MAX_HEADER_BYTES: Final = 16 << 10
 
 log = logging.getLogger("lokey.services")
 
@@ -41,13 +83,75 @@ class _Server(uvicorn.Server):
                 captured.clear()
 
 
-def run(app: FastAPI, *, host: str, port: int, log_level: str) -> int:
-    """Serve ``app`` until SIGTERM / SIGINT; the exit status for ``lokey``.
+class DeadlineH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with a deadline for reading each request.
 
-    Logging must already be configured (uvicorn's own lines go through the root logger);
-    access lines come from :class:`lokey.services.common.AccessLogMiddleware`, not uvicorn.
+    The deadline starts when the server waits for a request (connection made, previous
+    response done) and is cancelled once the request's last byte has arrived; if it expires,
+    the connection is closed (an app still waiting for the body sees a disconnect). Answering
+    never counts: a long ``/stream`` or a slow chip is unaffected.
     """
-    config = uvicorn.Config(
+
+    read_timeout_s: float = REQUEST_READ_TIMEOUT_S
+    _read_deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._track_read_deadline()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self._track_read_deadline()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._track_read_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_read_deadline()
+        super().connection_lost(exc)
+
+    def _track_read_deadline(self) -> None:
+        reading = self.conn.their_state in (h11.IDLE, h11.SEND_BODY)
+        if not reading or self.transport.is_closing():
+            self._cancel_read_deadline()
+        elif self._read_deadline is None:
+            self._read_deadline = self.loop.call_later(self.read_timeout_s, self._read_expired)
+
+    def _cancel_read_deadline(self) -> None:
+        if self._read_deadline is not None:
+            self._read_deadline.cancel()
+            self._read_deadline = None
+
+    def _read_expired(self) -> None:
+        self._read_deadline = None
+        if not self.transport.is_closing():
+            self.logger.info(
+                "closing a connection: no complete request within %g s", self.read_timeout_s
+            )
+            self.transport.close()
+
+
+def _protocol(read_timeout_s: float) -> type[asyncio.Protocol]:
+    if read_timeout_s == DeadlineH11Protocol.read_timeout_s:
+        return DeadlineH11Protocol
+    return type("DeadlineH11Protocol", (DeadlineH11Protocol,), {"read_timeout_s": read_timeout_s})
+
+
+def server_config(
+    app: FastAPI,
+    *,
+    log_level: str,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    read_timeout_s: float = REQUEST_READ_TIMEOUT_S,
+    keep_alive_timeout_s: int = KEEP_ALIVE_TIMEOUT_S,
+    limit_concurrency: int = LIMIT_CONCURRENCY,
+    **options: Any,
+) -> uvicorn.Config:
+    """The uvicorn configuration of every LoKey service (``options``: more ``uvicorn.Config``
+    arguments). Tests shorten the timeouts through the same parameters."""
+    return uvicorn.Config(
         app,
         host=host,
         port=port,
@@ -55,8 +159,22 @@ def run(app: FastAPI, *, host: str, port: int, log_level: str) -> int:
         log_level=log_level.lower(),
         access_log=False,
         lifespan="on",
+        http=_protocol(read_timeout_s),
+        ws="none",  # no service speaks WebSocket
+        timeout_keep_alive=keep_alive_timeout_s,
+        limit_concurrency=limit_concurrency,
+        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+        **options,
     )
-    server = _Server(config)
+
+
+def run(app: FastAPI, *, host: str, port: int, log_level: str) -> int:
+    """Serve ``app`` until SIGTERM / SIGINT; the exit status for ``lokey``.
+
+    Logging must already be configured (uvicorn's own lines go through the root logger);
+    access lines come from :class:`lokey.services.common.AccessLogMiddleware`, not uvicorn.
+    """
+    server = _Server(server_config(app, host=host, port=port, log_level=log_level))
     try:
         server.run()
     except SystemExit:  # uvicorn exits when it cannot bind or the lifespan fails

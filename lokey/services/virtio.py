@@ -59,6 +59,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from lokey.clock import Clock, SystemClock
 from lokey.services.common import (
+    documented,
     error_response,
     new_app,
     rfc3339_now,
@@ -656,13 +657,100 @@ def create_virtio_app(settings: VirtioSettings, *, clock: Clock | None = None) -
         summary="Random bytes for virtual machines over HTTP and a named pipe (spec §4)",
         lifespan=lifespan,
         cors_origin=settings.cors_origin,
+        body_limit=MAX_BODY_BYTES,
     )
-    app.add_api_route("/health", _health, methods=["GET"])
+    app.add_api_route("/health", _health, methods=["GET"], **_HEALTH_DOC)
     app.add_api_route("/info", _info, methods=["GET"])
-    app.add_api_route("/generate", _generate, methods=["GET"])
-    app.add_api_route("/stream", _stream, methods=["GET"], response_model=None)
-    app.add_api_route("/seed", _seed, methods=["POST"])
+    app.add_api_route("/generate", _generate, methods=["GET"], **_GENERATE_DOC)
+    app.add_api_route(
+        "/stream",
+        _stream,
+        methods=["GET"],
+        response_model=None,
+        response_class=Response,
+        **_STREAM_DOC,
+    )
+    app.add_api_route("/seed", _seed, methods=["POST"], **_SEED_DOC)
     app.add_api_route("/config/queue", _get_queue, methods=["GET"])
-    app.add_api_route("/config/queue", _put_queue, methods=["PUT"])
-    app.add_api_route("/metrics", _metrics, methods=["GET"])
+    app.add_api_route("/config/queue", _put_queue, methods=["PUT"], **_QUEUE_DOC)
+    app.add_api_route(
+        "/metrics", _metrics, methods=["GET"], response_class=Response, **_METRICS_DOC
+    )
     return app
+
+
+# -- the OpenAPI document: what the handlers above check and answer ------------------------------
+
+_HEALTH_BODY: Final = {
+    "type": "object",
+    "properties": {
+        "status": {"enum": ["healthy", "unhealthy"]},
+        "timestamp": {"type": "string"},
+        "details": {"type": "object"},
+    },
+    "required": ["status", "timestamp"],
+}
+_HEALTH_DOC: Final = documented(
+    ok={"application/json": {"schema": _HEALTH_BODY}},
+    errors={
+        503: {
+            "description": "The named-pipe writer is not running",
+            "content": {"application/json": {"schema": _HEALTH_BODY}},
+        }
+    },
+)
+_VALUE: Final = {"type": "string", "pattern": f"^[0-9a-f]{{{2 * VALUE_BYTES}}}$"}
+_GENERATE_DOC: Final = documented(
+    ok={
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "properties": {"data": {"anyOf": [_VALUE, {"type": "array", "items": _VALUE}]}},
+                "required": ["data"],
+            }
+        }
+    },
+    errors={400: COUNT_ERROR, 503: f"{EMPTY_ERROR} (`Retry-After`)"},
+    query=[{"name": "count", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_COUNT}}],
+)
+_STREAM_DOC: Final = documented(
+    ok={BINARY: {"schema": {"type": "string", "format": "binary"}}},
+    errors={400: "Invalid chunk_size or max_bytes", 503: TOO_MANY_STREAMS_ERROR},
+    query=[
+        {
+            "name": "chunk_size",
+            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_CHUNK_SIZE},
+        },
+        {
+            "name": "max_bytes",
+            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_MAX_BYTES},
+        },
+    ],
+)
+_SEED_DOC: Final = documented(
+    ok={"application/json": {"schema": {"type": "object", "required": ["status", "count"]}}},
+    errors={400: "Invalid request (nothing was appended)"},
+    body={
+        "type": "object",
+        "properties": {
+            "seeds": {
+                "type": "array",
+                "items": {"type": "string", "pattern": "^([0-9a-fA-F]{2})+$"},
+                "minItems": 1,
+            }
+        },
+        "required": ["seeds"],
+    },
+)
+_QUEUE_DOC: Final = documented(
+    ok={"application/json": {"schema": {"type": "object", "required": ["queue_size"]}}},
+    errors={400: QUEUE_SIZE_ERROR},
+    body={
+        "type": "object",
+        "properties": {
+            "queue_size": {"type": "integer", "minimum": MIN_QUEUE_SIZE, "maximum": MAX_QUEUE_SIZE}
+        },
+        "required": ["queue_size"],
+    },
+)
+_METRICS_DOC: Final = documented(ok={"text/plain": {"schema": {"type": "string"}}})

@@ -152,8 +152,10 @@ class DataQuery(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     format: DataFormat
-    limit: Annotated[int, BeforeValidator(_decimal), Field(ge=1, le=MAX_LIMIT)]
-    offset: Annotated[int, BeforeValidator(_decimal), Field(ge=0)] = 0
+    # the bounds before the validator, or the OpenAPI document shows "ge"/"le" (not JSON
+    # Schema) instead of minimum/maximum and so documents no range at all
+    limit: Annotated[int, Field(ge=1, le=MAX_LIMIT), BeforeValidator(_decimal)]
+    offset: Annotated[int, Field(ge=0), BeforeValidator(_decimal)] = 0
     source: SourceName
     consume: Annotated[bool | None, BeforeValidator(_true_false)] = None
 
@@ -499,6 +501,14 @@ _DATA_RESPONSES: Final[dict[int | str, dict[str, object]]] = {
 }
 
 
+_READY_RESPONSES: Final[dict[int | str, dict[str, object]]] = {
+    503: {
+        "description": "No queue can serve (`Retry-After`)",
+        "content": {"application/json": {"schema": {"type": "object", "required": ["ready"]}}},
+    },
+}
+
+
 def _install_openapi(app: FastAPI) -> None:
     """The OpenAPI document as the API answers: 400 ``{"error"}`` where FastAPI would
     document its 422, a 413 for large bodies, and the error body's schema."""
@@ -518,6 +528,10 @@ def _install_openapi(app: FastAPI) -> None:
                         "content": _ERROR_CONTENT,
                     }
                     responses["413"] = {"description": "Body too large", "content": _ERROR_CONTENT}
+                # the store failing is answered 500 wherever a route reads it (_store_error)
+                responses.setdefault(
+                    "500", {"description": "Store failure", "content": _ERROR_CONTENT}
+                )
         schemas = schema.setdefault("components", {}).setdefault("schemas", {})
         schemas.pop("HTTPValidationError", None)
         schemas.pop("ValidationError", None)
@@ -697,7 +711,7 @@ def _status_routes(app: FastAPI) -> None:
     app.add_api_route("/api/v1/health", health, methods=["GET"], tags=["status"])
     app.add_api_route("/health", health, methods=["GET"], include_in_schema=False)
 
-    @app.get("/api/v1/ready", tags=["status"])
+    @app.get("/api/v1/ready", tags=["status"], responses=_READY_RESPONSES)
     async def ready(request: Request) -> JSONResponse:
         """200 when data can be served from at least one queue, else 503."""
         service = _service(request)
@@ -741,7 +755,14 @@ def _status_routes(app: FastAPI) -> None:
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     for path in ("/metrics", "/api/v1/metrics"):
-        app.add_api_route(path, metrics, methods=["GET"], tags=["status"])
+        app.add_api_route(
+            path,
+            metrics,
+            methods=["GET"],
+            tags=["status"],
+            response_class=Response,
+            responses={200: {"description": "Prometheus text", "content": {"text/plain": {}}}},
+        )
 
     async def swagger(request: Request) -> RedirectResponse:
         """Old links to the reference's Swagger UI land on the OpenAPI UI."""
