@@ -409,6 +409,9 @@ def running_stack(data_dir: Path, log: TextIO) -> Iterator[Stack]:
         LOKEY_VIRTIO_TRNG_RESERVE_BYTES="0",
         VIRTIO_SEEDING_SOURCE="both",
         LOKEY_TRNG_POLL_SAMPLES="16",  # 512 B per poll, so that TRNG bytes reach every path
+        # a 32 KiB ring: it fills past half while its drainers pause, so refills stop and TRNG
+        # bytes stay for API clients (the default 16 MiB half never fills: refills never stop)
+        VIRTIO_QUEUE_SIZE="1024",
         PYTHONUNBUFFERED="1",
     )
     for name in ("VIRTIO_PIPE_PATH", "DB_PATH", "LOKEY_FORTUNA_SEED_FILE", "LOKEY_BUS_URL"):
