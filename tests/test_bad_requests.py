@@ -16,6 +16,7 @@ shortened so the tests need not wait 30 s. Raw sockets do the abuse:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -31,17 +32,24 @@ from typing import Final
 
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
 
 from lokey.services.api.app import MAX_BODY_BYTES as API_LIMIT
-from lokey.services.common import DEFAULT_BODY_LIMIT
+from lokey.services.common import DEFAULT_BODY_LIMIT, InFlightLimitMiddleware
 from lokey.services.fortuna import MAX_BODY_BYTES as FORTUNA_LIMIT
 from lokey.services.server import MAX_HEADER_BYTES
 from lokey.services.virtio import MAX_BODY_BYTES as VIRTIO_LIMIT
 from tests.service_helpers import FAST_RECOVERY, LOCKED_URL, free_port
 
 ROOT: Final = Path(__file__).resolve().parents[1]
-READ_TIMEOUT_S: Final = 1.0  # production: server.REQUEST_READ_TIMEOUT_S (30 s)
+# Shortened, and distinct so each test can tell which deadline closed a connection.
+READ_TIMEOUT_S: Final = 3.0  # production: server.REQUEST_READ_TIMEOUT_S (30 s)
 KEEP_ALIVE_S: Final = 1  # production: server.KEEP_ALIVE_TIMEOUT_S (5 s)
+FIRST_BYTE_S: Final = 1.5  # production: server.FIRST_BYTE_TIMEOUT_S (5 s)
+SILENT_CLIENTS: Final = 300  # above any connection limit a server could have counted
 SLOW_CLIENTS: Final = 50
 TEN_MB: Final = 10 << 20
 RSS_GROWTH_LIMIT: Final = 6 << 20
@@ -83,6 +91,7 @@ async def main():
                 log_level="warning",
                 read_timeout_s=options["read_timeout_s"],
                 keep_alive_timeout_s=options["keep_alive_s"],
+                first_byte_timeout_s=options["first_byte_s"],
             )
         )
         for name, port in ports.items()
@@ -193,6 +202,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "controller_env": {"LOKEY_BUS_URL": LOCKED_URL, **FAST_RECOVERY},
         "read_timeout_s": READ_TIMEOUT_S,
         "keep_alive_s": KEEP_ALIVE_S,
+        "first_byte_s": FIRST_BYTE_S,
     }
     log = tmp / "server.log"
     with log.open("wb") as out:
@@ -407,6 +417,7 @@ def test_slowloris_neither_delays_others_nor_keeps_its_connections(
         started = time.monotonic()
         answer = stack.health(service, timeout_s=2.0)
         assert answer.status_code in (200, 503)
+        # well before any deadline could have freed the server for it
         assert time.monotonic() - started < 1.0, "a normal client waited behind slow ones"
         open_ = set(slow) | set(idle)
         position = 1
@@ -442,8 +453,41 @@ def test_an_idle_keep_alive_connection_is_closed_after_the_keep_alive_timeout(
         assert answer is not None
         assert answer.status == 200
         began = time.monotonic()
-        assert closed_by_server(sock, within_s=KEEP_ALIVE_S + 2.0)
-        assert time.monotonic() - began >= KEEP_ALIVE_S * 0.9
+        # the keep-alive timer started before the answer was read: only a loose lower bound
+        assert closed_by_server(sock, within_s=READ_TIMEOUT_S - 0.5)  # not the read deadline
+        assert time.monotonic() - began >= KEEP_ALIVE_S * 0.5
+
+
+@pytest.mark.parametrize("service", SERVICES, ids=NAMES)
+def test_silent_connections_neither_lock_others_out_nor_stay_open(
+    stack: Stack, service: Service
+) -> None:
+    """300 connections that never send a byte: a normal client is still answered 200 (they
+    are not requests, so no limit counts them), and each is closed after the first-byte
+    deadline, long before the read deadline."""
+    silent = [connect(stack.port(service)) for _ in range(SILENT_CLIENTS)]
+    try:
+        opened = time.monotonic()
+        answer = stack.health(service, timeout_s=2.0)
+        # the service's own health answer (a 503 from the controller is its chip's state), not
+        # a server refusing work: that would be text/plain "Service Unavailable" or "busy"
+        assert answer.status_code in (200, 503)
+        assert answer.headers["content-type"].startswith("application/json"), answer.text
+        assert "busy" not in answer.json().get("error", "")
+        open_ = set(silent)
+        while open_ and time.monotonic() < opened + READ_TIMEOUT_S - 0.3:
+            readable, _, _ = select.select(list(open_), [], [], 0.1)
+            for sock in readable:
+                try:
+                    if sock.recv(1) == b"":
+                        open_.discard(sock)
+                except ConnectionResetError:
+                    open_.discard(sock)
+        assert not open_, f"{len(open_)} silent connections outlived the first-byte deadline"
+        assert time.monotonic() - opened >= FIRST_BYTE_S * 0.5
+    finally:
+        for sock in silent:
+            sock.close()
 
 
 # -- memory --------------------------------------------------------------------------------------
@@ -486,3 +530,37 @@ def test_ten_megabyte_bodies_to_every_route_leave_the_memory_bounded(stack: Stac
         assert grown < RSS_GROWTH_LIMIT, f"{field} grew by {grown / 2**20:.1f} MiB"
     for service in SERVICES:
         assert stack.health(service).status_code in (200, 503)
+
+
+# -- requests in flight ----------------------------------------------------------------------------
+
+
+def test_requests_over_the_in_flight_limit_get_503_with_retry_after_at_once() -> None:
+    asyncio.run(_over_the_in_flight_limit())
+
+
+async def _over_the_in_flight_limit() -> None:
+    release = asyncio.Event()
+    started = 0
+
+    async def slow(request: Request) -> PlainTextResponse:
+        nonlocal started
+        started += 1
+        await release.wait()
+        return PlainTextResponse("done")
+
+    app = InFlightLimitMiddleware(Starlette(routes=[Route("/", slow)]), limit=2)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://lokey") as client:
+        held = [asyncio.create_task(client.get("/")) for _ in range(2)]
+        while started < 2:
+            await asyncio.sleep(0)
+        refused = await client.get("/")
+        assert refused.status_code == 503
+        assert refused.headers["retry-after"] == "1"
+        assert "busy" in refused.json()["error"]
+        assert started == 2  # the refused request never reached the app
+        release.set()
+        assert [r.status_code for r in await asyncio.gather(*held)] == [200, 200]
+        assert (await client.get("/")).status_code == 200  # the slots were given back
+    assert app.in_flight == 0

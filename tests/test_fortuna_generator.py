@@ -92,12 +92,15 @@ def test_public_request_is_internal_requests_of_at_most_2_20_bytes(n: int) -> No
 @pytest.mark.parametrize(
     "start",
     [
-        2**64 - 1,  # the low word wraps on the second block (to_bytes path)
+        2**64 - 1,  # bits 64 and up change on the second block (to_bytes path)
         2**64 - 3,
-        2**64 - 100,  # numpy path, carry inside the buffer
-        2**64 - 8192 - 5,  # carry in the second slice
+        2**64 - 100,  # sliced path, a carry past bit 64 inside the first slice
+        2**64 - 8192 - 5,  # that carry in the second slice
         2**65 - 40,  # high word already 1
-        2**128 - 50,  # §1: arithmetic mod 2^128
+        2**16 - 5,  # the low 16 bits wrap inside a slice: bytes 2..15 take a second value
+        3 * 2**16 - 8192 + 3,  # the low 16 bits wrap exactly at a later slice's edge, plus 3
+        2**128 - 50,  # §1: arithmetic mod 2^128, the wrap inside the first slice
+        2**128 - 8192,  # the wrap at the first slice's end: the next slice starts at 0
     ],
 )
 @pytest.mark.parametrize("n", [16, 300, 8192 * 16 + 200, 70_000])

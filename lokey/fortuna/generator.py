@@ -188,19 +188,20 @@ class Generator:
             new_key = stream[key_at : key_at + KEY_SIZE]
         else:
             self._ensure_capacity(total)
-            # Counter blocks are built and encrypted a slice at a time, so they stay in cache;
-            # ECB is block by block, so this is the one ECB pass of the spec, in pieces.
-            for offset in range(0, total, _SLICE_BLOCKS):
-                count = min(_SLICE_BLOCKS, total - offset)
-                self._fill_counter_blocks((start + offset) & _MASK128, count)
-                encryptor.update_into(
-                    self._blocks_view[: count * BLOCK_SIZE],
-                    self._out_view[offset * BLOCK_SIZE :],
-                )
-            length = total * BLOCK_SIZE
-            result = bytes(self._out_view[:n])
-            new_key = bytes(self._out_view[key_at : key_at + KEY_SIZE])
-            ctypes.memset(self._out_c, 0, length)  # the reused buffer keeps no past output
+            try:
+                # Counter blocks are built and encrypted a slice at a time, so they stay in
+                # cache; ECB is block by block, so this is the one ECB pass of the spec, in pieces.
+                for offset in range(0, total, _SLICE_BLOCKS):
+                    count = min(_SLICE_BLOCKS, total - offset)
+                    self._fill_counter_blocks((start + offset) & _MASK128, count)
+                    encryptor.update_into(
+                        self._blocks_view[: count * BLOCK_SIZE],
+                        self._out_view[offset * BLOCK_SIZE :],
+                    )
+                result = bytes(self._out_view[:n])
+                new_key = bytes(self._out_view[key_at : key_at + KEY_SIZE])
+            finally:  # the reused buffer keeps no past output, even when a step failed
+                ctypes.memset(self._out_c, 0, total * BLOCK_SIZE)
         self._counter = (start + total) & _MASK128
         self._key = new_key
         return result
@@ -263,7 +264,10 @@ class Generator:
         unseeded and refuses output until it is reseeded (fail closed).
         """
         self._lock = threading.Lock()  # a parent thread may have held the old one
-        # A parent thread may have been half-way through the buffers: start from fresh ones.
+        # A parent thread may have been half-way through the buffers: wipe what they may hold
+        # (the parent's output), then start from fresh ones.
+        if self._capacity:
+            ctypes.memset(self._out_c, 0, len(self._out))
         self._capacity = 0
         self._hi_fill = None
         if self._counter == 0:

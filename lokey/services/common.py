@@ -12,6 +12,10 @@
   app reads it (declared ``Content-Length``) or as soon as the streamed body passes the limit;
   every service has one (:data:`DEFAULT_BODY_LIMIT` unless it asks for another), and the 413
   closes the connection, so the rest of a huge or endless body is never read.
+* :class:`InFlightLimitMiddleware`: at most :data:`MAX_REQUESTS_IN_FLIGHT` requests at once;
+  more get 503 with ``Retry-After`` at once. It counts requests, not connections (the server
+  closes silent connections within seconds), and with the body limit it bounds the memory that
+  requests in flight can hold.
 * :func:`documented`: the OpenAPI description of a route whose parameters, body and answers the
   handler checks itself (query parameters, JSON body, every status code it returns), so the
   document says what the service really does (tests/test_schemathesis.py holds it to that).
@@ -46,8 +50,10 @@ __all__ = [
     "CORS_ALLOW_METHODS",
     "DEFAULT_BODY_LIMIT",
     "ERROR_SCHEMA",
+    "MAX_REQUESTS_IN_FLIGHT",
     "AccessLogMiddleware",
     "BodyLimitMiddleware",
+    "InFlightLimitMiddleware",
     "OptionsMiddleware",
     "documented",
     "error_response",
@@ -65,6 +71,10 @@ _DIGITS = re.compile(r"[+-]?[0-9]{1,18}")  # ASCII only; 18 digits cannot overfl
 #: Body limit of a service that names none (the controller: its chaos API's bodies are a few
 #: hundred bytes); high enough for the deeply nested JSON its tests send to get their 400.
 DEFAULT_BODY_LIMIT: Final = 1 << 20
+#: Requests a service works on at once: far above the stack's own polling, a few /stream
+#: readers and a handful of API clients, and with the largest body limit (VirtIO's 4 MiB)
+#: at most 512 MiB of bodies in the worst case; a client over it retries after a second.
+MAX_REQUESTS_IN_FLIGHT: Final = 128
 #: ``{"error": "<message>"}`` (spec §0), the body of every error answer.
 ERROR_SCHEMA: Final[dict[str, Any]] = {
     "type": "object",
@@ -144,6 +154,7 @@ def new_app(
     cors_origin: str,
     body_limit: int = DEFAULT_BODY_LIMIT,
     guards: Sequence[Middleware] = (),
+    max_in_flight: int = MAX_REQUESTS_IN_FLIGHT,
 ) -> FastAPI:
     """A service app with LoKey's common edges: ``{"error"}`` handlers, OPTIONS/CORS, access log
     and a 413 for bodies over ``body_limit``. ``guards`` (authentication, rate limits)
@@ -154,6 +165,7 @@ def new_app(
     app.add_middleware(BodyLimitMiddleware, limit=body_limit)
     for guard in guards:  # each add wraps the previous: the first guard is the innermost
         app.add_middleware(guard.cls, *guard.args, **guard.kwargs)
+    app.add_middleware(InFlightLimitMiddleware, limit=max_in_flight)
     app.add_middleware(OptionsMiddleware, allow_origin=cors_origin)
     app.add_middleware(AccessLogMiddleware)
     return app
@@ -254,6 +266,34 @@ class AccessLogMiddleware:
                     status,
                     (time.perf_counter() - started) * 1000,
                 )
+
+
+class InFlightLimitMiddleware:
+    """503 ``{"error": "Server busy ..."}`` with ``Retry-After: 1`` while ``limit`` requests are
+    already being answered (a streaming answer counts until it ends)."""
+
+    def __init__(self, app: ASGIApp, *, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+        self.in_flight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.limit:
+            busy = error_response(
+                503,
+                f"Server busy: {self.limit} requests in flight, retry shortly",
+                headers={"Retry-After": "1", "Cache-Control": "no-store"},
+            )
+            await busy(scope, receive, send)
+            return
+        self.in_flight += 1  # one event loop per app: no lock needed
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
 
 
 class BodyLimitMiddleware:

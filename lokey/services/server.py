@@ -14,10 +14,11 @@ clients from holding a small machine (tests/test_bad_requests.py):
   line and headers a byte at a time (slowloris) keeps the connection forever, since every byte
   resets the keep-alive timer. :class:`DeadlineH11Protocol` gives every request
   :data:`REQUEST_READ_TIMEOUT_S` from the moment the server waits for it until its last body
-  byte, then closes the connection.
+  byte, then closes the connection; a new connection that sends nothing is closed after
+  :data:`FIRST_BYTE_TIMEOUT_S`.
 * :data:`KEEP_ALIVE_TIMEOUT_S`: an idle keep-alive connection is closed after this long.
-* :data:`LIMIT_CONCURRENCY`: above this many connections or requests in flight uvicorn answers
-  503 at once instead of starting more work.
+* Requests in flight are limited by each app (:class:`~lokey.services.common.
+  InFlightLimitMiddleware`), not by uvicorn's ``limit_concurrency``, which counts connections.
 * :data:`MAX_HEADER_BYTES`: a request line plus headers still incomplete past this is a 400
   (h11's own limit, named here). Bodies are bounded by each app (:class:`~lokey.services.common.
   BodyLimitMiddleware`).
@@ -40,8 +41,8 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 __all__ = [
     "EXIT_CLEAN",
     "EXIT_NOT_STARTED",
+    "FIRST_BYTE_TIMEOUT_S",
     "KEEP_ALIVE_TIMEOUT_S",
-    "LIMIT_CONCURRENCY",
     "MAX_HEADER_BYTES",
     "REQUEST_READ_TIMEOUT_S",
     "DeadlineH11Protocol",
@@ -57,10 +58,13 @@ EXIT_NOT_STARTED: Final = 2
 REQUEST_READ_TIMEOUT_S: Final = 30.0
 #: uvicorn's default, named: an idle connection between two requests.
 KEEP_ALIVE_TIMEOUT_S: Final = 5
-#: Connections or requests in flight per server before uvicorn answers 503: far above what the
-#: API, the stack's own polling and a few /stream consumers need, below the usual 1,024 open
-#: files, and bounding the memory requests in flight can hold (each body is capped by its app).
-LIMIT_CONCURRENCY: Final = 256
+#: A new connection must send its first byte within this (uvicorn's keep-alive timeout only
+#: starts after a first response): connections that say nothing are gone within seconds, so
+#: holding many open costs an attacker a constant stream of new ones. Requests, not
+#: connections, are what the apps limit (common.InFlightLimitMiddleware): uvicorn's own
+#: limit_concurrency counts idle connections too, so a few hundred silent sockets would make
+#: every client, health checks included, get 503.
+FIRST_BYTE_TIMEOUT_S: Final = 5.0
 #: h11's default limit for a request line plus headers still incomplete (larger: 400), named;
 #: a head that arrives whole in one read (asyncio reads up to 256 KiB) is parsed as it is.
 MAX_HEADER_BYTES: Final = 16 << 10
@@ -89,17 +93,24 @@ class DeadlineH11Protocol(H11Protocol):
     The deadline starts when the server waits for a request (connection made, previous
     response done) and is cancelled once the request's last byte has arrived; if it expires,
     the connection is closed (an app still waiting for the body sees a disconnect). Answering
-    never counts: a long ``/stream`` or a slow chip is unaffected.
+    never counts: a long ``/stream`` or a slow chip is unaffected. A new connection has only
+    ``first_byte_timeout_s`` to send anything at all.
     """
 
     read_timeout_s: float = REQUEST_READ_TIMEOUT_S
+    first_byte_timeout_s: float = FIRST_BYTE_TIMEOUT_S
     _read_deadline: asyncio.TimerHandle | None = None
+    _first_byte_deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._track_read_deadline()
+        self._first_byte_deadline = self.loop.call_later(
+            self.first_byte_timeout_s, self._silent_expired
+        )
 
     def data_received(self, data: bytes) -> None:
+        self._cancel_first_byte_deadline()
         super().data_received(data)
         self._track_read_deadline()
 
@@ -109,7 +120,21 @@ class DeadlineH11Protocol(H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_read_deadline()
+        self._cancel_first_byte_deadline()
         super().connection_lost(exc)
+
+    def _cancel_first_byte_deadline(self) -> None:
+        if self._first_byte_deadline is not None:
+            self._first_byte_deadline.cancel()
+            self._first_byte_deadline = None
+
+    def _silent_expired(self) -> None:
+        self._first_byte_deadline = None
+        if not self.transport.is_closing():
+            self.logger.info(
+                "closing a connection: nothing sent within %g s", self.first_byte_timeout_s
+            )
+            self.transport.close()
 
     def _track_read_deadline(self) -> None:
         reading = self.conn.their_state in (h11.IDLE, h11.SEND_BODY)
@@ -132,10 +157,11 @@ class DeadlineH11Protocol(H11Protocol):
             self.transport.close()
 
 
-def _protocol(read_timeout_s: float) -> type[asyncio.Protocol]:
-    if read_timeout_s == DeadlineH11Protocol.read_timeout_s:
+def _protocol(read_timeout_s: float, first_byte_timeout_s: float) -> type[asyncio.Protocol]:
+    if (read_timeout_s, first_byte_timeout_s) == (REQUEST_READ_TIMEOUT_S, FIRST_BYTE_TIMEOUT_S):
         return DeadlineH11Protocol
-    return type("DeadlineH11Protocol", (DeadlineH11Protocol,), {"read_timeout_s": read_timeout_s})
+    timeouts = {"read_timeout_s": read_timeout_s, "first_byte_timeout_s": first_byte_timeout_s}
+    return type("DeadlineH11Protocol", (DeadlineH11Protocol,), timeouts)
 
 
 def server_config(
@@ -146,7 +172,7 @@ def server_config(
     port: int = 0,
     read_timeout_s: float = REQUEST_READ_TIMEOUT_S,
     keep_alive_timeout_s: int = KEEP_ALIVE_TIMEOUT_S,
-    limit_concurrency: int = LIMIT_CONCURRENCY,
+    first_byte_timeout_s: float = FIRST_BYTE_TIMEOUT_S,
     **options: Any,
 ) -> uvicorn.Config:
     """The uvicorn configuration of every LoKey service (``options``: more ``uvicorn.Config``
@@ -159,10 +185,9 @@ def server_config(
         log_level=log_level.lower(),
         access_log=False,
         lifespan="on",
-        http=_protocol(read_timeout_s),
+        http=_protocol(read_timeout_s, first_byte_timeout_s),
         ws="none",  # no service speaks WebSocket
         timeout_keep_alive=keep_alive_timeout_s,
-        limit_concurrency=limit_concurrency,
         h11_max_incomplete_event_size=MAX_HEADER_BYTES,
         **options,
     )
