@@ -358,6 +358,18 @@ def format_number(value: float) -> str:
     return f"{value:.2g}"
 
 
+def _shown_ratio(figure: Figure) -> str:
+    """The ratio to about three digits, or one more where that would print the threshold itself
+    (0.4961 against "at least 0.5" reads 0.496, not a puzzling "0.50 ... MISS")."""
+    if figure.ratio is None:
+        return ""
+    text = format_number(figure.ratio)
+    target = figure.target
+    if target is not None and target.on_ratio and text == format_number(target.threshold):
+        return f"{figure.ratio:.3f}"
+    return text
+
+
 def _result(figure: Figure) -> str:
     return {True: "pass", False: "MISS", None: "info"}[figure.passed]
 
@@ -382,7 +394,7 @@ def render_table(
             figure.what,
             format_number(figure.value),
             figure.unit,
-            "" if figure.ratio is None else format_number(figure.ratio),
+            _shown_ratio(figure),
             limit,
             "" if figure.target is None else figure.target.describe(figure.unit),
             _result(figure),

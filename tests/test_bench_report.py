@@ -102,6 +102,19 @@ def test_at_most_targets_pass_below_and_fail_above() -> None:
     assert INFO.passed is None
 
 
+def test_a_ratio_just_under_its_threshold_shows_the_digit_that_misses() -> None:
+    target = Target(0.5, Direction.AT_LEAST, on_ratio=True)
+    under = Figure("bench_store", "take", 255.0, "MB/s", limit=514.0, target=target)
+    assert under.ratio is not None
+    assert round(under.ratio, 2) == 0.5  # two digits would print the threshold itself
+    assert under.passed is False
+    row = next(line for line in render_table([under]).splitlines() if "take" in line)
+    assert "0.496" in row
+    assert row.rstrip().endswith("MISS")
+    clear = Figure("bench_store", "take", 300.0, "MB/s", limit=514.0, target=target)
+    assert "0.58" in render_table([clear])  # away from the threshold: the usual digits
+
+
 def test_a_ratio_target_without_a_limit_is_refused() -> None:
     with pytest.raises(ValueError, match="needs a limit"):
         Figure("b", "w", 1.0, "x", target=Target(0.5, Direction.AT_LEAST, on_ratio=True))
