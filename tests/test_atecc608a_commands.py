@@ -113,20 +113,25 @@ def test_unknown_opcodes_pause_hmac_delete_answer_parse_error(rig: Rig, opcode: 
 
 
 @pytest.mark.parametrize(
-    "group",
+    ("group", "expected"),
     [
-        command("GenKey private slot 0"),
-        command("GenKey public slot 0"),
-        packet(Op.SIGN, 0x80),
-        packet(Op.VERIFY, 0x02, 0x0004, bytes(128)),
-        packet(Op.ECDH, 0x0C, 0, bytes(64)),
+        (command("GenKey public slot 0"), EXEC),  # no key generated yet
+        (packet(Op.SIGN, 0x80), EXEC),  # no digest loaded (decision 30)
+        (packet(Op.VERIFY, 0x02, 0x0004, bytes(128)), EXEC),  # no digest loaded
+        (packet(Op.ECDH, 0x0C, 0, bytes(64)), EXEC),  # slot 0 (0x2083) does not allow ECDH
     ],
-    ids=["genkey-private", "genkey-public", "sign", "verify", "ecdh"],
+    ids=["genkey-public", "sign", "verify", "ecdh"],
 )
-def test_unsupported_opcodes_genkey_sign_verify_ecdh_answer_parse_error(
-    locked_rig: Rig, group: bytes
+def test_genkey_sign_verify_ecdh_without_their_prerequisites_answer_execution_error(
+    locked_rig: Rig, group: bytes, expected: int
 ) -> None:
-    assert locked_rig.run(group) == status(PARSE)
+    # §10.3 / decision 30; tests/test_atecc608a_ecc.py covers these commands in full.
+    assert locked_rig.run(group) == status(expected)
+
+
+def test_genkey_private_slot_0_vector_returns_a_public_key(locked_rig: Rig) -> None:
+    reply = locked_rig.run(command("GenKey private slot 0"))
+    assert _payload(reply) == locked_rig.chip.control.public_key(0)
 
 
 # --- Random (§5, decisions 14, 15) ----------------------------------------------------------------

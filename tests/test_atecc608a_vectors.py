@@ -264,9 +264,9 @@ COMMAND_CASES: dict[str, Case] = {
         lambda: response("Counter value 1"), options={"lock": LockState.CONFIG_LOCKED}
     ),
     "UpdateExtra byte 84 <- 0x00": Case(_ok),
-    # Decision 12/30: GenKey is not implemented by this emulator yet; it is a parse error.
-    "GenKey private slot 0": Case(lambda: status(Status.PARSE_ERROR)),
-    "GenKey public slot 0": Case(lambda: status(Status.PARSE_ERROR)),
+    # §7.3 / §10.3: GenKey fails with 0x0F while the zones are unlocked (a fresh chip).
+    "GenKey private slot 0": Case(lambda: status(Status.EXECUTION_ERROR)),
+    "GenKey public slot 0": Case(lambda: status(Status.EXECUTION_ERROR)),
     "Nonce mode 0, NumIn = 20 x 00": Case(lambda: response("Random while config unlocked")),
     "Nonce pass-through, 32 x 00": Case(_ok),
     "Write config word 4 <- C0 00 55 00": Case(_ok),

@@ -54,7 +54,7 @@ INFO = command("Info revision")
 INFO_REPLY = response("Info revision ATECC608B")  # the factory image's revision (§6, §12)
 SPEC_STATUSES = frozenset(entry["status"] for entry in packets()["status_packets"])
 DATA_COUNTS = frozenset({3 + 4, 3 + 32, 3 + 64})  # §2.2: 4, 32 or 64 data bytes
-IMPLEMENTED = (0x02, 0x12, 0x16, 0x17, 0x1B, 0x20, 0x24, 0x30, 0x47, 0x77)
+IMPLEMENTED = (0x02, 0x12, 0x16, 0x17, 0x1B, 0x20, 0x24, 0x30, 0x40, 0x41, 0x43, 0x45, 0x47, 0x77)
 LOCKS = st.sampled_from(list(LockState))
 
 # --- the bus contract -----------------------------------------------------------------------------
@@ -206,7 +206,7 @@ garbage = st.one_of(
 @example(case=("bad_count", b"\xff" * 40), lock=LockState.UNLOCKED, split=0)  # floating SDA
 @example(case=("short_count", _with_crc(b"\x04\x30")), lock=LockState.UNLOCKED, split=0)
 @example(case=("unknown_opcode", packet(0x01)), lock=LockState.LOCKED, split=0)  # Pause
-@example(case=("unknown_opcode", packet(0x40, 0x04)), lock=LockState.LOCKED, split=3)  # GenKey
+@example(case=("unknown_opcode", packet(0x46, 0x00)), lock=LockState.LOCKED, split=3)  # PrivWrite
 def test_garbage_gets_its_exact_status_and_changes_nothing(
     case: tuple[str, bytes], lock: LockState, split: int
 ) -> None:
@@ -293,6 +293,10 @@ VALID_PARAMS: dict[int, list[tuple[int, int, frozenset[int]]]] = {
         (0x43, 0, frozenset({32})),
     ],
     Opcode.SELF_TEST: [(0x3B, 0, _NONE), (0x01, 0, _NONE), (0x00, 0, _NONE)],
+    Opcode.GENKEY: [(0x04, 0, _NONE), (0x00, 1, _NONE)],
+    Opcode.SIGN: [(0x80, 0, _NONE), (0xA0, 2, _NONE), (0x00, 0, _NONE)],
+    Opcode.VERIFY: [(0x02, 4, frozenset({128})), (0x22, 4, frozenset({128}))],
+    Opcode.ECDH: [(mode, 1, frozenset({64})) for mode in (0x00, 0x04, 0x08, 0x0C)],
 }
 wrong_lengths = st.sampled_from(
     [(op, p1, p2, allowed) for op, sets in VALID_PARAMS.items() for p1, p2, allowed in sets]

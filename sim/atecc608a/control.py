@@ -11,8 +11,15 @@ import enum
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from sim.atecc608a import ecc
 from sim.atecc608a.faults import ChipFault, SelfTestFailure
-from sim.atecc608a.memory import LOCK_CONFIG_BYTE, LOCK_VALUE_BYTE, UNLOCKED
+from sim.atecc608a.memory import (
+    KEY_CONFIG_OFFSET,
+    LOCK_CONFIG_BYTE,
+    LOCK_VALUE_BYTE,
+    SLOT_CONFIG_OFFSET,
+    UNLOCKED,
+)
 
 if TYPE_CHECKING:
     from sim.atecc608a.chip import ATECC608A, _InstalledFault
@@ -27,6 +34,13 @@ __all__ = [
 ]
 
 _LOCKED = 0x00  # §7.4
+
+# §11 / engine.py: what configure_private_key_slot composes.
+_SC_EXTERNAL_SIGN, _SC_INTERNAL_SIGN, _SC_ECDH, _SC_ECDH_TO_NEXT = 0x01, 0x02, 0x04, 0x08
+_SC_IS_SECRET = 0x0080
+_SC_GENKEY = 0x2000  # WriteConfig bit 1 (see engine.py)
+_KC_PRIVATE_P256_LOCKABLE = 0x0031  # Private, KeyType 4, Lockable
+_KC_PUBINFO = 0x0002
 
 
 class LockState(enum.Enum):
@@ -171,6 +185,82 @@ class ChipControl:
         with self._chip._lock:
             return bytes(self._chip._memory.data)
 
+    # --- keys (§10.3) ----------------------------------------------------------------------------
+    # The private key itself is never handed out: tests see what a host may learn (the public
+    # key, whether a key is valid) plus a manufacturing-style way to install a known key.
+
+    def private_key_slots(self) -> tuple[int, ...]:
+        """Slots whose KeyConfig says P-256 private key (Private = 1, KeyType = 4).
+
+        On the factory image (§12), and so on every ``lock=`` preset: slots 0, 1 and 2.
+        """
+        with self._chip._lock:
+            memory = self._chip._memory
+            return tuple(slot for slot in range(16) if memory.holds_p256_private_key(slot))
+
+    def has_private_key(self, slot: int) -> bool:
+        """Whether the slot holds a valid P-256 private key (Info KeyValid, decision 17)."""
+        _check_slot(slot)
+        with self._chip._lock:
+            return self._chip._engine.private_key(slot) is not None
+
+    def public_key(self, slot: int) -> bytes | None:
+        """The 64-byte X || Y public key of the slot's private key, or None if it holds none."""
+        _check_slot(slot)
+        with self._chip._lock:
+            scalar = self._chip._engine.private_key(slot)
+        return None if scalar is None else ecc.public_key(scalar)
+
+    def set_private_key(self, slot: int, key: int | bytes) -> bytes:
+        """Install a known private key (manufacturing-style, like an unchecked PrivWrite).
+
+        The slot must already be a P-256 private-key slot; locks and permissions are bypassed.
+        Returns the public key (X || Y), so a test can compute host-side answers.
+        """
+        _check_slot(slot)
+        scalar = int.from_bytes(key, "big") if isinstance(key, bytes) else key
+        if isinstance(key, bytes) and len(key) != ecc.KEY_SIZE:
+            raise ValueError(f"a private key is {ecc.KEY_SIZE} bytes, got {len(key)}")
+        if not ecc.valid_scalar(scalar):
+            raise ValueError("a P-256 private key must lie in 1..n-1")
+        with self._chip._lock:
+            memory = self._chip._memory
+            if not memory.holds_p256_private_key(slot):
+                raise ValueError(f"slot {slot} is not configured as a P-256 private-key slot")
+            memory.store_private_scalar(slot, scalar)
+        return ecc.public_key(scalar)
+
+    def configure_private_key_slot(
+        self,
+        slot: int,
+        *,
+        external_sign: bool = True,
+        internal_sign: bool = True,
+        ecdh: bool = True,
+        ecdh_to_next: bool = False,
+        genkey: bool = True,
+        pub_info: bool = True,
+    ) -> None:
+        """Make ``slot`` a P-256 private-key slot (SlotConfig/KeyConfig), bypassing the locks.
+
+        SlotConfig gets IsSecret plus the chosen ReadKey bits (b0 external sign, b1 internal
+        sign, b2 ECDH, b3 ECDH to slot + 1) and WriteConfig bit 1 (bit 13, GenKey); KeyConfig
+        Private, KeyType 4, Lockable and PubInfo. Slot 0 with the defaults minus ECDH is the
+        factory's 0x2083 / 0x0033.
+        """
+        _check_slot(slot)
+        slot_config = (
+            _SC_IS_SECRET
+            | (_SC_EXTERNAL_SIGN if external_sign else 0)
+            | (_SC_INTERNAL_SIGN if internal_sign else 0)
+            | (_SC_ECDH if ecdh else 0)
+            | (_SC_ECDH_TO_NEXT if ecdh_to_next else 0)
+            | (_SC_GENKEY if genkey else 0)
+        )
+        key_config = _KC_PRIVATE_P256_LOCKABLE | (_KC_PUBINFO if pub_info else 0)
+        self.write_config(SLOT_CONFIG_OFFSET + 2 * slot, slot_config.to_bytes(2, "little"))
+        self.write_config(KEY_CONFIG_OFFSET + 2 * slot, key_config.to_bytes(2, "little"))
+
     # --- presets and power --------------------------------------------------------------------
     def set_lock_state(self, state: LockState | str) -> None:
         """Set LockConfig/LockValue directly, as a chip provisioned elsewhere would have them.
@@ -205,7 +295,11 @@ class ChipControl:
             self._chip._power_loss()
 
     def script_random(self, *blocks: bytes) -> None:
-        """Queue exact 32-byte noise-source outputs for the next RNG commands (locked chip)."""
+        """Queue exact 32-byte noise-source outputs for the next RNG commands (locked chip).
+
+        Random, Nonce (random modes) and GenKey (mode 0x04: the key is the block reduced into
+        1..n-1) each take one block.
+        """
         for block in blocks:
             if len(block) != 32:
                 raise ValueError(f"scripted RNG output must be 32 bytes, got {len(block)}")
@@ -268,3 +362,8 @@ class ChipControl:
     def _forget(self, fault: ChipFault) -> None:
         if isinstance(fault, SelfTestFailure) and fault.persistent:
             self._chip._engine.selftest_broken &= ~fault.tests
+
+
+def _check_slot(slot: int) -> None:
+    if not 0 <= slot <= 15:
+        raise ValueError(f"slot must be 0..15, got {slot}")

@@ -11,6 +11,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from sim.atecc608a import ecc
 from sim.atecc608a.constants import (
     COUNTER_MAX,
     OTP_SIZE,
@@ -41,6 +42,34 @@ _KEYCONFIG_LOCKABLE = 0x0020
 _SLOTCONFIG_ENCRYPT_READ = 0x0040
 _SLOTCONFIG_IS_SECRET = 0x0080
 _SLOTCONFIG_WRITE_CONFIG_SHIFT = 12
+_KEYCONFIG_PUBINFO = 0x0002
+# SlotConfig of a P-256 private-key slot. ReadKey bits 3:0 as §11 lists them: b0 external sign,
+# b1 internal sign, b2 ECDH, b3 ECDH result written to slot + 1. GenKey permission is
+# WriteConfig bit 1 = SlotConfig bit 13 (ATECC508A datasheet Table 2-10, and the only reading
+# under which the §12 factory image and the §13 TLS templates, 0x2083 / 0x2087 / 0x2F87, allow
+# GenKey); §11's "b8 GenKey, b9 PrivWrite" copies two cryptoauthlib defines that no library code
+# uses and that contradict the datasheet, so the emulator does not follow them.
+_SLOTCONFIG_EXTERNAL_SIGN = 0x0001
+_SLOTCONFIG_ECDH = 0x0004
+_SLOTCONFIG_ECDH_TO_NEXT = 0x0008
+_SLOTCONFIG_GENKEY = 0x2000
+_CHIPOPTIONS_ECDH_PROTECTION_SHIFT = 8  # §11 ChipOptions b9:8; 0 = clear output allowed
+
+_GENKEY_PUBLIC = 0x00
+_GENKEY_PRIVATE = 0x04
+_SIGN_EXTERNAL = 0x80
+_SOURCE_MSGDIGBUF = 0x20  # Sign param1 / Verify mode bit 5 (§4, §10.3)
+_VERIFY_EXTERNAL = 0x02
+_VERIFY_KEY_TYPE_P256 = 0x0004
+_ECDH_SOURCE_TEMPKEY = 0x01
+_ECDH_ENCRYPT_OUTPUT = 0x02
+_ECDH_COPY_MASK = 0x0C
+_ECDH_COPY_COMPATIBLE = 0x00
+_ECDH_COPY_SLOT = 0x04
+_ECDH_COPY_TEMPKEY = 0x08
+_ECDH_COPY_OUTPUT = 0x0C
+_MAX_SLOT = 15
+_DIGEST_SIZE = 32
 
 _NONCE_NUMIN_SIZE = 20  # §10.1
 _SHA_BLOCK = 64  # §9: at most 64 message bytes per SHA command
@@ -55,6 +84,7 @@ def _status(code: int) -> bytes:
 PARSE_ERROR = _status(Status.PARSE_ERROR)
 EXECUTION_ERROR = _status(Status.EXECUTION_ERROR)
 SUCCESS = _status(Status.SUCCESS)
+MISCOMPARE = _status(Status.MISCOMPARE)
 HEALTH_ERROR = _status(Status.HEALTH_TEST_ERROR)
 SELFTEST_ERROR = _status(Status.SELFTEST_ERROR)
 
@@ -128,6 +158,10 @@ class Engine:
             Opcode.SHA: self._sha,
             Opcode.NONCE: self._nonce,
             Opcode.SELF_TEST: self._self_test,
+            Opcode.GENKEY: self._genkey,
+            Opcode.SIGN: self._sign,
+            Opcode.VERIFY: self._verify,
+            Opcode.ECDH: self._ecdh,
         }
 
     # --- entry point --------------------------------------------------------------------------
@@ -138,7 +172,7 @@ class Engine:
         """The response payload: a data block, or one status byte (a 4-byte group)."""
         handler = self._handlers.get(command.opcode)
         if handler is None:
-            # Decision 12; GenKey/Sign/Verify/ECDH and the rest arrive in a later issue.
+            # Decision 12: MAC, GenDig, DeriveKey, CheckMac, PrivWrite, AES, KDF, SecureBoot ...
             return PARSE_ERROR
         if self.failure and not self._allowed_in_failure_state(command):
             return SELFTEST_ERROR
@@ -205,7 +239,7 @@ class Engine:
         if mode == 0x01:
             if param2 > 15:
                 return PARSE_ERROR
-            return bytes(4)  # decision 17: no slot holds a generated private key yet
+            return bytes((int(self.private_key(param2) is not None), 0, 0, 0))  # decision 17
         if mode == 0x02:
             return self._info_state()
         if mode == 0x04:
@@ -249,6 +283,8 @@ class Engine:
         slot_config = memory.slot_config(slot)
         if slot_config & (_SLOTCONFIG_IS_SECRET | _SLOTCONFIG_ENCRYPT_READ):
             return EXECUTION_ERROR  # clear reads of secret slots are refused
+        if memory.holds_p256_private_key(slot):
+            return EXECUTION_ERROR  # §7.3 / §10.3: a private key never leaves the chip
         chunk = bytes(memory.data[span])
         return chunk.ljust(32 if wide else 4, b"\x00")
 
@@ -458,3 +494,136 @@ class Engine:
         failed = cmd.param1 & self.selftest_broken
         self.failure = (self.failure & ~cmd.param1) | failed
         return bytes((failed,))
+
+    # --- keys and ECC: GenKey, Sign, Verify, ECDH (§10.3, decision 30) ------------------------
+    # Parse errors (0x03) come first, whatever the state (§3): an unmodelled mode, a key id above
+    # 15 (0xFFFF, the 608's TempKey target, is not modelled), or a wrong data length (decision 7).
+    # Then the state (0x0F): §7.3 / §10.3 "fails with 0x0F while the zones are unlocked"; a slot
+    # that is not a P-256 private key, a permission bit that is clear, no valid key, or no digest
+    # (decision 30).
+
+    def private_key(self, slot: int) -> int | None:
+        """The valid P-256 private key a slot holds (KeyConfig Private + KeyType 4), or None."""
+        memory = self.memory
+        if not memory.holds_p256_private_key(slot):
+            return None
+        scalar = memory.private_scalar(slot)
+        return scalar if ecc.valid_scalar(scalar) else None
+
+    def _genkey(self, cmd: Command) -> bytes:
+        mode, slot = cmd.param1, cmd.param2
+        if mode not in (_GENKEY_PUBLIC, _GENKEY_PRIVATE) or slot > _MAX_SLOT or cmd.data:
+            return PARSE_ERROR  # digest (0x08), public-key digest (0x10), MAC: not modelled
+        memory = self.memory
+        if not memory.config_locked or not memory.holds_p256_private_key(slot):
+            return EXECUTION_ERROR
+        if mode == _GENKEY_PUBLIC:
+            scalar = self.private_key(slot)
+            if scalar is None or not memory.key_config(slot) & _KEYCONFIG_PUBINFO:
+                return EXECUTION_ERROR  # PubInfo = 0: the public key may never be computed
+            return ecc.public_key(scalar)
+        if memory.data_locked and (
+            not memory.slot_config(slot) & _SLOTCONFIG_GENKEY or memory.slot_locked(slot)
+        ):
+            # Once the data zone is locked GenKey needs WriteConfig bit 1 and an unlocked slot;
+            # before that, any P-256 private-key slot may get a key (ATECC508A datasheet).
+            return EXECUTION_ERROR
+        block = self._rng_block(Opcode.GENKEY)
+        if block is None:
+            return HEALTH_ERROR
+        scalar = ecc.scalar_from_block(block)
+        memory.store_private_scalar(slot, scalar)
+        return ecc.public_key(scalar)
+
+    def _signing_key(self, slot: int, permission: int) -> int | None:
+        """The key of a fully locked chip's slot, if SlotConfig grants ``permission``."""
+        memory = self.memory
+        if not (memory.config_locked and memory.data_locked):
+            return None  # [I] Sign and ECDH use stored keys only once both zones are locked
+        if not memory.slot_config(slot) & permission:
+            return None
+        return self.private_key(slot)
+
+    def _external_digest(self, msgdigbuf: bool) -> bytes | None:
+        """The digest Nonce pass-through (or SHA End) loaded; None if there is none (0x0F).
+
+        TempKey must be valid with SourceFlag = Input: a random Nonce's TempKey is refused. The
+        source is not consumed [I]: the same digest can be signed or verified again.
+        """
+        if msgdigbuf:
+            buffer = self.volatile.message_digest
+            return None if buffer is None else buffer[:_DIGEST_SIZE]
+        tempkey = self.volatile.tempkey
+        if not (tempkey.valid and tempkey.source_input):
+            return None
+        return tempkey.value[:_DIGEST_SIZE]
+
+    def _sign(self, cmd: Command) -> bytes:
+        mode, slot = cmd.param1, cmd.param2
+        external = mode & ~_SOURCE_MSGDIGBUF == _SIGN_EXTERNAL
+        internal = mode in (0x00, 0x40)  # bit 6: include the serial number
+        if not (external or internal) or slot > _MAX_SLOT or cmd.data:
+            return PARSE_ERROR
+        if not self.memory.config_locked:
+            return EXECUTION_ERROR
+        if internal:
+            # Internal Sign needs a TempKey made by GenDig or GenKey, which this emulator does not
+            # model, so its prerequisite can never be met: 0x0F, as on a chip without one.
+            return EXECUTION_ERROR
+        scalar = self._signing_key(slot, _SLOTCONFIG_EXTERNAL_SIGN)
+        digest = self._external_digest(bool(mode & _SOURCE_MSGDIGBUF))
+        if scalar is None or digest is None:
+            return EXECUTION_ERROR
+        return ecc.sign_digest(scalar, digest)
+
+    def _verify(self, cmd: Command) -> bytes:
+        if cmd.param1 & ~_SOURCE_MSGDIGBUF != _VERIFY_EXTERNAL:
+            return PARSE_ERROR  # stored, validate, invalidate and MAC modes: not modelled
+        size = ecc.SIGNATURE_SIZE + ecc.PUBLIC_KEY_SIZE
+        if cmd.param2 != _VERIFY_KEY_TYPE_P256 or len(cmd.data) != size:
+            return PARSE_ERROR
+        if not self.memory.config_locked:
+            return EXECUTION_ERROR
+        digest = self._external_digest(bool(cmd.param1 & _SOURCE_MSGDIGBUF))
+        if digest is None:
+            return EXECUTION_ERROR
+        signature, public = cmd.data[: ecc.SIGNATURE_SIZE], cmd.data[ecc.SIGNATURE_SIZE :]
+        verified = ecc.verify_digest(public, digest, signature)
+        if verified is None:
+            return EXECUTION_ERROR  # [I] a public key that is not on P-256 cannot be used
+        return SUCCESS if verified else MISCOMPARE
+
+    def _ecdh(self, cmd: Command) -> bytes:
+        mode, slot = cmd.param1, cmd.param2
+        if mode & ~0x0F or slot > _MAX_SLOT or len(cmd.data) != ecc.PUBLIC_KEY_SIZE:
+            return PARSE_ERROR
+        if mode & _ECDH_ENCRYPT_OUTPUT:
+            # §10.3 names the encrypted output (secret + nonce) but not the cipher: not modelled.
+            return PARSE_ERROR
+        memory = self.memory
+        if not memory.config_locked or mode & _ECDH_SOURCE_TEMPKEY:
+            return EXECUTION_ERROR  # TempKey never holds a private key here (GenKey 0xFFFF)
+        scalar = self._signing_key(slot, _SLOTCONFIG_ECDH)
+        if scalar is None:
+            return EXECUTION_ERROR
+        copy = mode & _ECDH_COPY_MASK
+        if copy == _ECDH_COPY_COMPATIBLE:
+            # Legacy mode: SlotConfig b3 sends the secret to slot + 1, else it is output in clear.
+            to_next = memory.slot_config(slot) & _SLOTCONFIG_ECDH_TO_NEXT
+            copy = _ECDH_COPY_SLOT if to_next else _ECDH_COPY_OUTPUT
+        protection = (memory.chip_options >> _CHIPOPTIONS_ECDH_PROTECTION_SHIFT) & 0x03
+        if copy == _ECDH_COPY_OUTPUT and protection:
+            return EXECUTION_ERROR  # ChipOptions forbids the secret in clear
+        if copy == _ECDH_COPY_SLOT and slot == _MAX_SLOT:
+            return EXECUTION_ERROR  # there is no slot 16
+        secret = ecc.ecdh(scalar, cmd.data)
+        if secret is None:
+            return EXECUTION_ERROR  # [I] the peer's key is not on P-256
+        if copy == _ECDH_COPY_OUTPUT:
+            return secret
+        if copy == _ECDH_COPY_TEMPKEY:
+            self.volatile.tempkey = TempKey(value=secret, valid=True, key_id=slot)
+        else:
+            start, _size = Memory.slot_span(slot + 1)
+            memory.data[start : start + len(secret)] = secret
+        return SUCCESS

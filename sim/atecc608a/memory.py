@@ -25,6 +25,15 @@ CHIP_OPTIONS_OFFSET = 90
 KEY_CONFIG_OFFSET = 96
 UNLOCKED = 0x55  # §7.4: LockValue / LockConfig of an unlocked zone; 0x00 when locked
 
+# §11 KeyConfig: b0 Private, b4:2 KeyType (4 = P-256).
+KEYCONFIG_PRIVATE = 0x0001
+KEYCONFIG_KEYTYPE_SHIFT = 2
+KEYTYPE_P256 = 4
+# A private key sits in its slot the way PrivWrite's 36-byte value lays it out (§4): four zero
+# pad bytes, then the 32-byte big-endian scalar. The slot's remaining bytes are left alone.
+PRIVATE_KEY_PAD = 4
+PRIVATE_KEY_SIZE = 32
+
 
 def decode_counter(field_bytes: bytes) -> int:
     """Decode a Counter[i] config field (§8); a non-canonical encoding decodes as 0 (decision 28).
@@ -93,6 +102,22 @@ class Memory:
     def key_config(self, slot: int) -> int:
         offset = KEY_CONFIG_OFFSET + 2 * slot
         return int.from_bytes(self.config[offset : offset + 2], "little")
+
+    def holds_p256_private_key(self, slot: int) -> bool:
+        """KeyConfig says: a P-256 private key (Private = 1, KeyType = 4; decision 30)."""
+        key_config = self.key_config(slot)
+        key_type = (key_config >> KEYCONFIG_KEYTYPE_SHIFT) & 0x07
+        return bool(key_config & KEYCONFIG_PRIVATE) and key_type == KEYTYPE_P256
+
+    def private_scalar(self, slot: int) -> int:
+        """The 32-byte scalar stored in a slot (after the pad), whether or not it is valid."""
+        start = _SLOT_STARTS[slot] + PRIVATE_KEY_PAD
+        return int.from_bytes(self.data[start : start + PRIVATE_KEY_SIZE], "big")
+
+    def store_private_scalar(self, slot: int, scalar: int) -> None:
+        start = _SLOT_STARTS[slot]
+        value = bytes(PRIVATE_KEY_PAD) + scalar.to_bytes(PRIVATE_KEY_SIZE, "big")
+        self.data[start : start + len(value)] = value
 
     @property
     def chip_mode(self) -> int:
