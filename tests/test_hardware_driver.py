@@ -399,8 +399,8 @@ def test_transport_validates_its_arguments() -> None:
         transport.execute(Opcode.READ, 0, 0x10000, payload_length=4)
     with pytest.raises(ValueError, match="payload_length"):
         transport.execute(Opcode.READ, payload_length=0)
-    with pytest.raises(ValueError, match="no timing for opcode 0x41"):
-        transport.execute(0x41, payload_length=64)
+    with pytest.raises(ValueError, match="no timing for opcode 0x08"):
+        transport.execute(0x08, payload_length=32)  # MAC: not in the driver's table
     with pytest.raises(ValueError, match="data"):
         transport.execute(Opcode.SHA, 1, 149, bytes(149), payload_length=1)
     with pytest.raises(ValueError, match="address"):

@@ -1,12 +1,13 @@
 """Typed ATECC608A commands over a :class:`~lokey.hardware.transport.Transport`.
 
-Each method is one operation (one wake, commands, idle) and returns typed values. The driver
-writes to the chip only when a method whose name says so is called (``write_config_word``,
-``lock_config``, ``counter(increment=True)``): no hidden provisioning, unlike the Go reference's
-``FORCE_CONFIG`` (spec/atecc608a.md §17.6). Its other departures from that reference (§17): the
-lock state comes from a Read of config word 0x15, never the SHA opcode (§17.1); Random returns all
-32 bytes (§17.2); every response is count- and CRC-checked by the transport (§17.3); and the
-Info revision is checked.
+Each method is one operation (one wake, commands, idle) and returns typed values (P-256 keys and
+signatures are :mod:`lokey.hardware.ecc`'s :class:`PublicKey` and :class:`Signature`). The
+driver writes to the chip only when a method whose name says so is called (``write_config_word``,
+``lock_config``, ``counter(increment=True)``, ``genkey``): no hidden provisioning, unlike the Go
+reference's ``FORCE_CONFIG`` (spec/atecc608a.md §17.6). Its other departures from that
+reference (§17): the lock state comes from a Read of config word 0x15, never the SHA opcode
+(§17.1); Random returns all 32 bytes (§17.2); every response is count- and CRC-checked by the
+transport (§17.3); and the Info revision is checked.
 """
 
 from __future__ import annotations
@@ -22,7 +23,15 @@ from lokey.errors import (
     UnsupportedDeviceError,
 )
 from lokey.hardware.crc import crc16
-from lokey.hardware.packets import Opcode, raise_for_status
+from lokey.hardware.ecc import (
+    DIGEST_SIZE,
+    KEY_SLOTS,
+    POINT_SIZE,
+    NonceTarget,
+    PublicKey,
+    Signature,
+)
+from lokey.hardware.packets import Opcode, Status, raise_for_status
 from lokey.hardware.transport import Transport
 
 __all__ = [
@@ -31,6 +40,9 @@ __all__ = [
     "TEST_PATTERN",
     "Atecc608aDriver",
     "LockState",
+    "NonceTarget",
+    "PublicKey",
+    "Signature",
     "config_summary",
     "is_test_pattern",
 ]
@@ -68,6 +80,19 @@ _SHA_UPDATE: Final = 0x01
 _SHA_END_OUTPUT_ONLY: Final = 0xC2
 _SHA_BLOCK: Final = 64  # §9: Update takes exactly one 64-byte block (cryptoauthlib style)
 _SHA_DIGEST: Final = 32
+_NONCE_PASS_THROUGH: Final = 0x03  # §10.1: param1 bits 1:0 = 3, input copied as is
+_NONCE_64_BYTES: Final = 0x20  # §10.1 / §4: param1 bit 5 = 64-byte input
+_NONCE_SIZES: Final = (32, 64)  # §10.1
+_GENKEY_PRIVATE: Final = 0x04  # §10.3: create a private key in the slot, return its public key
+_GENKEY_PUBLIC: Final = 0x00  # §10.3: the public key of the private key already in the slot
+# §10.3: Sign external (0x80) of the digest in the Message-Digest buffer (bit 5), as
+# cryptoauthlib does on a 608.
+_SIGN_EXTERNAL_MSGDIGBUF: Final = 0xA0
+# §10.3: Verify external (mode 0x02) of the digest in the Message-Digest buffer (bit 5)
+_VERIFY_EXTERNAL_MSGDIGBUF: Final = 0x22
+_VERIFY_KEY_P256: Final = 0x0004  # §10.3: param2 = key type P-256
+_ECDH_OUTPUT_CLEAR: Final = 0x0C  # §10.3 / §4: copy target 0x0C = output buffer, in clear
+_SHARED_SECRET: Final = 32  # §10.3: the X coordinate of the shared point
 
 
 def is_test_pattern(sample: bytes) -> bool:
@@ -98,6 +123,21 @@ def _index(name: str, value: object, count: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < count:
         raise ValueError(f"{name} must be an integer 0..{count - 1}, got {value!r}")
     return value
+
+
+def _sized(name: str, value: object, *sizes: int) -> bytes:
+    """``value`` as bytes if it is bytes-like of one of ``sizes`` (ValueError naming ``name``)."""
+    if not isinstance(value, bytes | bytearray | memoryview):
+        raise ValueError(f"{name} must be bytes, got {type(value).__name__}")
+    if len(value) not in sizes:
+        wanted = " or ".join(str(size) for size in sizes)
+        raise ValueError(f"{name} must be exactly {wanted} bytes, got {len(value)}")
+    return bytes(value)
+
+
+def _typed(name: str, value: object, kind: type[PublicKey] | type[Signature]) -> None:
+    if not isinstance(value, kind):
+        raise ValueError(f"{name} must be a {kind.__name__}, got {type(value).__name__}")
 
 
 class Atecc608aDriver:
@@ -362,6 +402,135 @@ class Atecc608aDriver:
                 command="SHA(end)",
                 idempotent=False,  # End consumes the context; a resend would fail (0x0F)
             )
+
+    # -- P-256: Nonce pass-through, GenKey, Sign, Verify, ECDH ------------------------------------
+
+    def nonce_load(self, data: bytes, *, target: NonceTarget = NonceTarget.TEMPKEY) -> None:
+        """Nonce pass-through (mode 0x03): copy 32 bytes, or 64 (param1 bit 5), into ``target``.
+
+        ``target`` is TempKey (0x00), the Message-Digest buffer (0x40) or the Alternate-Key
+        buffer (0x80), param1 bits 7:6 (§10.1); param2 0x0000. The chip answers one status byte.
+        The buffers survive idle but not sleep (§1.8): load and use them in one
+        :meth:`session`.
+        """
+        data = _sized("data", data, *_NONCE_SIZES)
+        try:
+            if isinstance(target, bool) or not isinstance(target, int):
+                raise ValueError
+            target = NonceTarget(target)
+        except ValueError:
+            raise ValueError(f"target must be a NonceTarget, got {target!r}") from None
+        mode = _NONCE_PASS_THROUGH | target | (_NONCE_64_BYTES if len(data) == 64 else 0)
+        self._transport.execute_status(
+            Opcode.NONCE,
+            mode,
+            0,
+            data,
+            command=f"Nonce(pass-through {len(data)} bytes to {target.name})",
+        )
+
+    def genkey(self, slot: int) -> PublicKey:
+        """GenKey mode 0x04: create a new private key in ``slot``; its public key (§10.3).
+
+        Replaces the slot's key. The chip refuses (0x0F, :class:`~lokey.errors.ExecutionError`)
+        while the zones are unlocked or where the slot is no P-256 private-key slot. Not resent
+        after a damaged answer (it would replace the key again): :meth:`public_key` recovers it.
+        """
+        slot = _index("slot", slot, KEY_SLOTS)
+        raw = self._transport.execute(
+            Opcode.GENKEY,
+            _GENKEY_PRIVATE,
+            slot,
+            payload_length=POINT_SIZE,
+            command=f"GenKey(private, slot {slot})",
+            idempotent=False,
+        )
+        return PublicKey(raw)
+
+    def public_key(self, slot: int) -> PublicKey:
+        """GenKey mode 0x00: the public key of the private key stored in ``slot`` (§10.3)."""
+        slot = _index("slot", slot, KEY_SLOTS)
+        raw = self._transport.execute(
+            Opcode.GENKEY,
+            _GENKEY_PUBLIC,
+            slot,
+            payload_length=POINT_SIZE,
+            command=f"GenKey(public, slot {slot})",
+        )
+        return PublicKey(raw)
+
+    def sign_digest(self, slot: int, digest: bytes) -> Signature:
+        """ECDSA-sign the 32-byte ``digest`` (signed as is, §10.3) with the key in ``slot``.
+
+        One wake, as cryptoauthlib does on a 608 (§10.3): Random first, "so the RNG seed is
+        updated" (the chip draws the ECDSA nonce k from its DRBG; the 32 random bytes are
+        discarded), then Nonce pass-through into the Message-Digest buffer (param1 0x43), then
+        Sign param1 0xA0 (external, digest from that buffer), param2 = ``slot``. The extra Random
+        costs at most 23 ms (§4) and matches the reference library byte for byte. Sign is not
+        resent after a damaged answer: whether the chip keeps the digest after a Sign is not
+        public (§10), and a resend without one would only answer 0x0F.
+        """
+        slot = _index("slot", slot, KEY_SLOTS)
+        digest = _sized("digest", digest, DIGEST_SIZE)
+        with self.session():
+            self.random()
+            self.nonce_load(digest, target=NonceTarget.MESSAGE_DIGEST)
+            raw = self._transport.execute(
+                Opcode.SIGN,
+                _SIGN_EXTERNAL_MSGDIGBUF,
+                slot,
+                payload_length=POINT_SIZE,
+                command=f"Sign(external, slot {slot})",
+                idempotent=False,
+            )
+        return Signature(raw)
+
+    def verify_digest(self, digest: bytes, signature: Signature, public_key: PublicKey) -> bool:
+        """Whether ``signature`` of the 32-byte ``digest`` verifies under ``public_key`` (§10.3).
+
+        One wake: Nonce pass-through into the Message-Digest buffer (param1 0x43), then Verify
+        mode 0x22 (external, digest from that buffer), param2 0x0004 (P-256), data = R ‖ S ‖
+        X ‖ Y. Status 0x00 is True, 0x01 (miscompare) False; any other status raises its typed
+        error (§3) and one the spec does not name :class:`~lokey.errors.DeviceStatusError`.
+        """
+        digest = _sized("digest", digest, DIGEST_SIZE)
+        _typed("signature", signature, Signature)
+        _typed("public_key", public_key, PublicKey)
+        name = "Verify(external)"
+        with self.session():
+            self.nonce_load(digest, target=NonceTarget.MESSAGE_DIGEST)
+            status = self._transport.execute(
+                Opcode.VERIFY,
+                _VERIFY_EXTERNAL_MSGDIGBUF,
+                _VERIFY_KEY_P256,
+                signature.raw + public_key.raw,
+                payload_length=1,
+                command=name,
+                idempotent=False,  # a resend may find the digest gone (§10: not public)
+            )[0]
+        if status == Status.SUCCESS:
+            return True
+        if status == Status.MISCOMPARE:
+            return False
+        raise_for_status(status, command=name)
+        raise DeviceStatusError(status, f"{name}: unknown status 0x{status:02X}")
+
+    def ecdh(self, slot: int, peer: PublicKey) -> bytes:
+        """ECDH mode 0x0C: the 32-byte shared secret (X of the shared point) in clear (§10.3).
+
+        param2 = ``slot`` (the private key), data = the peer's X ‖ Y. The chip refuses (0x0F)
+        where the slot does not allow ECDH or the config demands encrypted output (§11).
+        """
+        slot = _index("slot", slot, KEY_SLOTS)
+        _typed("peer", peer, PublicKey)
+        return self._transport.execute(
+            Opcode.ECDH,
+            _ECDH_OUTPUT_CLEAR,
+            slot,
+            peer.raw,
+            payload_length=_SHARED_SECRET,
+            command=f"ECDH(slot {slot}, clear output)",
+        )
 
     # -- power ------------------------------------------------------------------------------------
 

@@ -60,6 +60,10 @@ class Opcode(IntEnum):
     UPDATE_EXTRA = 0x20
     COUNTER = 0x24
     INFO = 0x30
+    GENKEY = 0x40
+    SIGN = 0x41
+    ECDH = 0x43
+    VERIFY = 0x45
     SHA = 0x47
     SELF_TEST = 0x77
 

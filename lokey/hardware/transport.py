@@ -116,8 +116,10 @@ class CommandTiming:
 # poll; spec §4 "busy-time model" / decision 13 (Random 2 ms, Info/Read/SHA 0.5 ms, Write 8 ms,
 # Lock 10 ms). Nonce, UpdateExtra, Counter and SelfTest have no published typical [I]: Nonce runs
 # the RNG like Random (2 ms), UpdateExtra writes EEPROM like Write (8 ms), Counter 5 ms and
-# SelfTest 30 ms are well below their maxima. A typical that is too short only costs a few NACKed
-# polls; one that is too long only costs latency, never correctness.
+# SelfTest 30 ms are well below their maxima. GenKey, Sign, Verify and ECDH have no published
+# typical either [I]: their first poll is at half the M0 maximum (the emulator's typical model
+# keeps them busy up to their maximum, decision 13). A typical that is too short only costs a few
+# NACKed polls; one that is too long only costs latency, never correctness.
 _COMMAND_TIMINGS: Final[Mapping[int, CommandTiming]] = MappingProxyType(
     {
         Opcode.READ: CommandTiming(_ms(0.5), _ms(5)),
@@ -128,6 +130,10 @@ _COMMAND_TIMINGS: Final[Mapping[int, CommandTiming]] = MappingProxyType(
         Opcode.UPDATE_EXTRA: CommandTiming(_ms(8), _ms(10)),
         Opcode.COUNTER: CommandTiming(_ms(5), _ms(25)),
         Opcode.INFO: CommandTiming(_ms(0.5), _ms(5)),
+        Opcode.GENKEY: CommandTiming(_ms(57.5), _ms(115)),
+        Opcode.SIGN: CommandTiming(_ms(57.5), _ms(115)),
+        Opcode.ECDH: CommandTiming(_ms(37.5), _ms(75)),
+        Opcode.VERIFY: CommandTiming(_ms(52.5), _ms(105)),
         Opcode.SHA: CommandTiming(_ms(0.5), _ms(36)),
         Opcode.SELF_TEST: CommandTiming(_ms(30), _ms(250)),
     }

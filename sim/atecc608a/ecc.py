@@ -7,14 +7,12 @@ each, big-endian. Private keys are integers in 1..n-1. Nothing here knows about 
 
 from __future__ import annotations
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import (
-    Prehashed,
-    decode_dss_signature,
-    encode_dss_signature,
-)
+from typing import TYPE_CHECKING
+
+# ``cryptography`` is imported in the functions that use it: a service on the emulator that
+# never runs an ECC command does not load it (tests/test_service_imports.py).
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec
 
 __all__ = [
     "CURVE_ORDER",
@@ -35,8 +33,13 @@ KEY_SIZE = 32
 PUBLIC_KEY_SIZE = 64
 SIGNATURE_SIZE = 64
 
-_CURVE = ec.SECP256R1()
-_PREHASHED = ec.ECDSA(Prehashed(hashes.SHA256()))
+
+def _prehashed() -> ec.ECDSA:
+    from cryptography.hazmat.primitives import hashes  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric.utils import Prehashed  # noqa: PLC0415
+
+    return ec.ECDSA(Prehashed(hashes.SHA256()))
 
 
 def valid_scalar(scalar: int) -> bool:
@@ -49,7 +52,9 @@ def scalar_from_block(block: bytes) -> int:
 
 
 def _private(scalar: int) -> ec.EllipticCurvePrivateKey:
-    return ec.derive_private_key(scalar, _CURVE)
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
+
+    return ec.derive_private_key(scalar, ec.SECP256R1())
 
 
 def _encode_public(key: ec.EllipticCurvePublicKey) -> bytes:
@@ -59,10 +64,12 @@ def _encode_public(key: ec.EllipticCurvePublicKey) -> bytes:
 
 def _decode_public(raw: bytes) -> ec.EllipticCurvePublicKey | None:
     """The public key X ‖ Y names, or None when the point is not on P-256."""
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
+
     x = int.from_bytes(raw[:KEY_SIZE], "big")
     y = int.from_bytes(raw[KEY_SIZE:PUBLIC_KEY_SIZE], "big")
     try:
-        return ec.EllipticCurvePublicNumbers(x, y, _CURVE).public_key()
+        return ec.EllipticCurvePublicNumbers(x, y, ec.SECP256R1()).public_key()
     except ValueError:
         return None
 
@@ -74,13 +81,22 @@ def public_key(scalar: int) -> bytes:
 
 def sign_digest(scalar: int, digest: bytes) -> bytes:
     """ECDSA over a 32-byte digest as is (no further hashing): R ‖ S, random k."""
-    der = _private(scalar).sign(digest, _PREHASHED)
+    from cryptography.hazmat.primitives.asymmetric.utils import (  # noqa: PLC0415
+        decode_dss_signature,
+    )
+
+    der = _private(scalar).sign(digest, _prehashed())
     r, s = decode_dss_signature(der)
     return r.to_bytes(KEY_SIZE, "big") + s.to_bytes(KEY_SIZE, "big")
 
 
 def verify_digest(public: bytes, digest: bytes, signature: bytes) -> bool | None:
     """True if R ‖ S signs ``digest`` under X ‖ Y; None if the public key is not on the curve."""
+    from cryptography.exceptions import InvalidSignature  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric.utils import (  # noqa: PLC0415
+        encode_dss_signature,
+    )
+
     key = _decode_public(public)
     if key is None:
         return None
@@ -89,7 +105,7 @@ def verify_digest(public: bytes, digest: bytes, signature: bytes) -> bool | None
     if not (valid_scalar(r) and valid_scalar(s)):
         return False  # R and S must lie in 1..n-1 (FIPS 186-4 §6.4.2)
     try:
-        key.verify(encode_dss_signature(r, s), digest, _PREHASHED)
+        key.verify(encode_dss_signature(r, s), digest, _prehashed())
     except InvalidSignature:
         return False
     return True
@@ -97,6 +113,8 @@ def verify_digest(public: bytes, digest: bytes, signature: bytes) -> bool | None
 
 def ecdh(scalar: int, peer: bytes) -> bytes | None:
     """The 32-byte shared secret (X of scalar * peer), or None if the peer is not on the curve."""
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
+
     key = _decode_public(peer)
     if key is None:
         return None
