@@ -481,13 +481,29 @@ def test_ecdh_compatible_mode_with_write_ecdh_writes_slot_plus_one() -> None:
     )
 
 
-def test_ecdh_copy_to_slot_mode_writes_slot_plus_one() -> None:
+def test_ecdh_copy_to_slot_mode_writes_the_next_data_slot() -> None:
     rig = locked()
-    chip_public = from_xy(genkey(rig, ECDH_SLOT))
+    chip_public = from_xy(genkey(rig, ECDH_TO_NEXT))  # slot 2; slot 3 is a data slot
     peer = host_key(77)
-    assert rig.run(packet(Op.ECDH, 0x04, ECDH_SLOT, xy(peer.public_key()))) == status(OK)
-    assert slot_bytes(rig, ECDH_SLOT + 1)[:32] == peer.exchange(ec.ECDH(), chip_public)
-    assert rig.chip.control.public_key(ECDH_SLOT) == xy(chip_public)  # its own key untouched
+    assert rig.run(packet(Op.ECDH, 0x04, ECDH_TO_NEXT, xy(peer.public_key()))) == status(OK)
+    assert slot_bytes(rig, ECDH_TO_NEXT + 1)[:32] == peer.exchange(ec.ECDH(), chip_public)
+    assert rig.chip.control.public_key(ECDH_TO_NEXT) == xy(chip_public)  # its own key untouched
+
+
+def test_ecdh_copy_to_slot_never_overwrites_a_private_key() -> None:
+    """The secret is known to the host: written over slot 2's key it would give away all but
+    four bytes of it. Slot 1's next slot is the key slot 2: refused, nothing written."""
+    rig = locked()
+    genkey(rig, ECDH_SLOT)
+    victim = genkey(rig, ECDH_TO_NEXT)
+    before = slot_bytes(rig, ECDH_TO_NEXT)
+    peer = xy(host_key(79).public_key())
+    for mode in (0x04, 0x00):  # copy to slot + 1, and legacy mode with SlotConfig b3 set
+        if mode == 0x00:
+            rig.chip.control.configure_private_key_slot(ECDH_SLOT, ecdh_to_next=True)
+        assert rig.run(packet(Op.ECDH, mode, ECDH_SLOT, peer)) == status(EXEC)
+    assert slot_bytes(rig, ECDH_TO_NEXT) == before
+    assert rig.chip.control.public_key(ECDH_TO_NEXT) == victim
 
 
 def test_ecdh_copy_to_tempkey_sets_tempkey() -> None:

@@ -491,7 +491,9 @@ class Atecc608aDriver:
         One wake: Nonce pass-through into the Message-Digest buffer (param1 0x43), then Verify
         mode 0x22 (external, digest from that buffer), param2 0x0004 (P-256), data = R ‖ S ‖
         X ‖ Y. Status 0x00 is True, 0x01 (miscompare) False; any other status raises its typed
-        error (§3) and one the spec does not name :class:`~lokey.errors.DeviceStatusError`.
+        error (§3) and one the spec does not name :class:`~lokey.errors.DeviceStatusError`. A
+        public key that is not on P-256 (a damaged key almost always is not) is refused by the
+        chip (0x0F): :class:`~lokey.errors.ExecutionError`, not False.
         """
         digest = _sized("digest", digest, DIGEST_SIZE)
         _typed("signature", signature, Signature)

@@ -614,8 +614,14 @@ class Engine:
         protection = (memory.chip_options >> _CHIPOPTIONS_ECDH_PROTECTION_SHIFT) & 0x03
         if copy == _ECDH_COPY_OUTPUT and protection:
             return EXECUTION_ERROR  # ChipOptions forbids the secret in clear
-        if copy == _ECDH_COPY_SLOT and slot == _MAX_SLOT:
-            return EXECUTION_ERROR  # there is no slot 16
+        if copy == _ECDH_COPY_SLOT and (
+            slot == _MAX_SLOT  # there is no slot 16
+            # [I] never over a private key or a locked slot: the secret is known to the host,
+            # so writing it over a key would hand that key (all but 4 bytes) to the caller
+            or memory.holds_p256_private_key(slot + 1)
+            or memory.slot_locked(slot + 1)
+        ):
+            return EXECUTION_ERROR
         secret = ecc.ecdh(scalar, cmd.data)
         if secret is None:
             return EXECUTION_ERROR  # [I] the peer's key is not on P-256
