@@ -413,7 +413,11 @@ def test_verify_external_match_and_miscompare(nonce_target: int, mode: int) -> N
     assert verify(signature) == status(OK)
     tampered = bytes((signature[0] ^ 0x01,)) + signature[1:]
     assert verify(tampered) == status(MISCOMPARE)
-    assert verify(signature[:32] + bytes(32)) == status(MISCOMPARE)  # S = 0
+    r, s_ = signature[:32], signature[32:]
+    n = N.to_bytes(32, "big")
+    for bad in (r + bytes(32), bytes(32) + s_, n + s_, r + n, r + b"\xff" * 32):
+        assert verify(bad) == status(MISCOMPARE)  # R or S outside 1..n-1 (FIPS 186-4 §6.4.2)
+    assert verify(bytes(64), bytes(64)) == status(EXEC)  # (0, 0) is not on P-256
     assert verify(signature, xy(host_key(2).public_key())) == status(MISCOMPARE)
     assert verify(signature) == status(OK)  # the digest is not consumed
 

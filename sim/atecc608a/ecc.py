@@ -80,7 +80,12 @@ def public_key(scalar: int) -> bytes:
 
 
 def sign_digest(scalar: int, digest: bytes) -> bytes:
-    """ECDSA over a 32-byte digest as is (no further hashing): R ‖ S, random k."""
+    """ECDSA over a 32-byte digest as is (no further hashing): R ‖ S, random k.
+
+    k comes from the OS through ``cryptography``, not from the chip's noise source: a ``seed=``
+    chip repeats its keys but not its signatures (both are valid either way), and scripted or
+    faulty RNG output does not reach k (a chip whose RNG fails its self-test refuses Sign).
+    """
     from cryptography.hazmat.primitives.asymmetric.utils import (  # noqa: PLC0415
         decode_dss_signature,
     )
