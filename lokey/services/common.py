@@ -50,6 +50,7 @@ __all__ = [
     "CORS_ALLOW_METHODS",
     "DEFAULT_BODY_LIMIT",
     "ERROR_SCHEMA",
+    "HEALTH_SCHEMA",
     "MAX_REQUESTS_IN_FLIGHT",
     "AccessLogMiddleware",
     "BodyLimitMiddleware",
@@ -57,6 +58,7 @@ __all__ = [
     "OptionsMiddleware",
     "documented",
     "error_response",
+    "health_documented",
     "install_error_handlers",
     "rfc3339_now",
     "strict_int",
@@ -105,6 +107,25 @@ def strict_int(text: str, lower: int, upper: int) -> int | None:
         return None
     value = int(text)
     return value if lower <= value <= upper else None
+
+
+#: The body of every service's ``/health`` (service-api.md §2-§4: status, timestamp, details).
+HEALTH_SCHEMA: Final[dict[str, Any]] = {
+    "type": "object",
+    "properties": {
+        "status": {"enum": ["healthy", "unhealthy"]},
+        "timestamp": {"type": "string"},
+        "details": {"type": "object"},
+    },
+    "required": ["status", "timestamp"],
+}
+
+
+def health_documented(unhealthy: str) -> dict[str, Any]:
+    """:func:`documented` for a ``/health`` that answers 503, with the same body, when
+    ``unhealthy`` (the description of that case)."""
+    content = {"application/json": {"schema": HEALTH_SCHEMA}}
+    return documented(ok=content, errors={503: {"description": unhealthy, "content": content}})
 
 
 def documented(

@@ -70,6 +70,7 @@ from lokey.services.chaos import Chaos, chaos_router
 from lokey.services.common import (
     documented,
     error_response,
+    health_documented,
     new_app,
     rfc3339_now,
     strict_int,
@@ -540,24 +541,7 @@ def _retry_after(seconds: float) -> str:
     return str(math.ceil(round(max(1.0, seconds), 3)))
 
 
-_HEALTH_BODY: Final = {
-    "type": "object",
-    "properties": {
-        "status": {"enum": ["healthy", "unhealthy"]},
-        "timestamp": {"type": "string"},
-        "details": {"type": "object"},
-    },
-    "required": ["status", "timestamp"],
-}
-_HEALTH_DOC: Final = documented(
-    ok={"application/json": {"schema": _HEALTH_BODY}},
-    errors={
-        503: {
-            "description": "The device is not healthy (`Retry-After`)",
-            "content": {"application/json": {"schema": _HEALTH_BODY}},
-        }
-    },
-)
+_HEALTH_DOC: Final = health_documented("The device is not healthy (`Retry-After`)")
 _GENERATE_DOC: Final = documented(
     ok={
         "application/json": {

@@ -68,6 +68,7 @@ from lokey.fortuna import (
 from lokey.services.common import (
     documented,
     error_response,
+    health_documented,
     new_app,
     rfc3339_now,
     strict_int,
@@ -760,24 +761,7 @@ def create_fortuna_app(
 
 # -- the OpenAPI document: what the handlers above check and answer ------------------------------
 
-_HEALTH_BODY: Final = {
-    "type": "object",
-    "properties": {
-        "status": {"enum": ["healthy", "unhealthy"]},
-        "timestamp": {"type": "string"},
-        "details": {"type": "object"},
-    },
-    "required": ["status", "timestamp"],
-}
-_HEALTH_DOC: Final = documented(
-    ok={"application/json": {"schema": _HEALTH_BODY}},
-    errors={
-        503: {
-            "description": "Not seeded, or not reseeded for too long",
-            "content": {"application/json": {"schema": _HEALTH_BODY}},
-        }
-    },
-)
+_HEALTH_DOC: Final = health_documented("Not seeded, or not reseeded for too long")
 _OUTPUT: Final = {
     "application/json": {
         "schema": {

@@ -61,6 +61,7 @@ from lokey.clock import Clock, SystemClock
 from lokey.services.common import (
     documented,
     error_response,
+    health_documented,
     new_app,
     rfc3339_now,
     strict_int,
@@ -681,24 +682,7 @@ def create_virtio_app(settings: VirtioSettings, *, clock: Clock | None = None) -
 
 # -- the OpenAPI document: what the handlers above check and answer ------------------------------
 
-_HEALTH_BODY: Final = {
-    "type": "object",
-    "properties": {
-        "status": {"enum": ["healthy", "unhealthy"]},
-        "timestamp": {"type": "string"},
-        "details": {"type": "object"},
-    },
-    "required": ["status", "timestamp"],
-}
-_HEALTH_DOC: Final = documented(
-    ok={"application/json": {"schema": _HEALTH_BODY}},
-    errors={
-        503: {
-            "description": "The named-pipe writer is not running",
-            "content": {"application/json": {"schema": _HEALTH_BODY}},
-        }
-    },
-)
+_HEALTH_DOC: Final = health_documented("The named-pipe writer is not running")
 _VALUE: Final = {"type": "string", "pattern": f"^[0-9a-f]{{{2 * VALUE_BYTES}}}$"}
 _GENERATE_DOC: Final = documented(
     ok={
