@@ -501,8 +501,8 @@ def _classify(error: BaseException) -> tuple[Outcome, str]:
 def _failed(history: History, path: str, stop: threading.Event, error: BaseException) -> None:
     outcome, kind = _classify(error)
     history.failed(path, outcome, kind)
-    # "no data" clears as soon as a poll lands; a dead service takes a restart
-    stop.wait(0.05 if kind.endswith("503") or "no data" in kind else 0.1)
+    # a 503 clears as soon as a poll lands; a dead service takes a restart
+    stop.wait(0.05 if "503" in kind else 0.1)
 
 
 def _paused(history: History, path: str, stop: threading.Event) -> bool:
