@@ -11,7 +11,7 @@ WORKERS ?= auto
 # options for `lokey up` (make run)
 ARGS ?=
 
-.PHONY: run demo test lint format arch type unit conformance bench clean
+.PHONY: run demo test redis lint format arch type unit conformance bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +33,11 @@ run: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(BIN)/python -m sim
 
-test: $(VENV)/.installed-dev lint arch type unit conformance
+test: $(VENV)/.installed-dev redis lint arch type unit conformance
+
+# redis-server for the Redis store's tests (they start their own; no service is started)
+redis:
+	scripts/ensure-redis
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
@@ -49,11 +53,12 @@ arch: $(VENV)/.installed-dev
 type: $(VENV)/.installed-dev
 	$(BIN)/mypy
 
+# LOKEY_REQUIRE_REDIS=1: a missing redis-server fails the Redis tests instead of skipping them
 unit: $(VENV)/.installed-dev
-	$(BIN)/pytest -n $(WORKERS) -q
+	LOKEY_REQUIRE_REDIS=1 $(BIN)/pytest -n $(WORKERS) -q
 
 conformance: $(VENV)/.installed-dev
-	$(BIN)/pytest -q -p no:cacheprovider conformance --bus 'sim://atecc608a'
+	LOKEY_REQUIRE_REDIS=1 $(BIN)/pytest -q -p no:cacheprovider conformance --bus 'sim://atecc608a'
 
 # `lokey bench`: one table, JSON saved; ARGS go to it, e.g. make bench ARGS='--only store --quick'
 bench: $(VENV)/.installed

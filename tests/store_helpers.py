@@ -13,9 +13,13 @@ from pathlib import Path
 from typing import Literal
 
 from lokey.store import LmdbStore, MemoryStore, QueueStore
+from lokey.store.redis_store import RedisStore
+from tests.redis_helpers import new_prefix, redis_url
 
-Kind = Literal["memory", "lmdb"]
-KINDS: tuple[Kind, ...] = ("memory", "lmdb")
+Kind = Literal["memory", "lmdb", "redis"]
+KINDS: tuple[Kind, ...] = ("memory", "lmdb", "redis")
+# The stores that live in this process (no server): for tests of in-process waiting.
+LOCAL_KINDS: tuple[Kind, ...] = ("memory", "lmdb")
 
 
 class FakeClock:
@@ -32,17 +36,22 @@ class FakeClock:
 
 
 class StoreFactory:
-    """Opens stores of one kind on one path and closes them all at teardown."""
+    """Opens stores of one kind on one path (Redis: one key prefix on this process's test
+    server) and closes them all at teardown."""
 
     def __init__(self, kind: Kind, directory: Path, clock: FakeClock | None = None) -> None:
         self.kind = kind
         self.path = directory / "queue.db"
         self.clock = clock if clock is not None else FakeClock()
         self._opened: list[QueueStore] = []
+        if kind == "redis":
+            self.redis_url = redis_url()  # skips (or fails) here without a redis-server
+            self.prefix = new_prefix()
 
     @property
     def persistent(self) -> bool:
-        return self.kind == "lmdb"
+        """Reopening keeps the data: LMDB's file, or Redis keys under the same prefix."""
+        return self.kind in ("lmdb", "redis")
 
     def open(
         self,
@@ -55,6 +64,10 @@ class StoreFactory:
         store: QueueStore
         if self.kind == "memory":
             store = MemoryStore(default_capacity=default_capacity, now=clock)
+        elif self.kind == "redis":
+            store = RedisStore(
+                self.redis_url, prefix=self.prefix, default_capacity=default_capacity, now=clock
+            )
         else:
             store = LmdbStore(self.path, sync=sync, default_capacity=default_capacity, now=clock)
         self._opened.append(store)

@@ -2,7 +2,9 @@
 how many it drops, and what happens when the counters and the items disagree.
 
 A counting table wraps the in-memory table and counts every item its iterators hand out, so
-the bounds are checked on the logic both stores share, without timing anything.
+the bounds are checked on the logic both stores share, without timing anything. The Redis store
+runs the same algorithms as Lua scripts (lokey.store.redis_scripts); its drop bounds are
+checked at the end, through the store.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 
 import pytest
+import redis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,6 +20,8 @@ from lokey.errors import StoreError
 from lokey.store import queue
 from lokey.store.memory import _DictTable
 from lokey.store.queue import MIN_ROUND, Buffer, QueueMeta
+from lokey.store.redis_store import RedisStore
+from tests.redis_helpers import new_prefix, redis_url
 
 
 class CountingTable:
@@ -282,3 +287,31 @@ def test_a_batch_larger_than_capacity_still_keeps_the_newest(
     new = [bytes([i]) for i in range(30)]
     assert queue.push(meta, table, new, 0) == 23
     assert list(table.table._items.values()) == new[20:]
+
+
+def test_a_push_onto_an_overfull_redis_queue_drops_a_bounded_number(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The Redis push script's overflow rule is queue.push's: at most its own items plus
+    DROP_CHUNK old ones per push, never a new item while an old one is left."""
+    monkeypatch.setattr(queue, "DROP_CHUNK", 5)
+    prefix = new_prefix()
+    store = RedisStore(redis_url(), prefix=prefix, default_capacity=50)
+    raw = redis.Redis.from_url(redis_url())
+    try:
+        store.push("trng", [bytes([i]) for i in range(50)])
+        raw.hset("{" + prefix + "}:trng:meta", "capacity", 10)  # as a resize leaves it midway
+        assert store.push("trng", [b"n1", b"n2"]) == 7
+        assert store.stats("trng").items == 45
+        dropped = 7
+        while store.stats("trng").items > 10:
+            dropped += store.push("trng", [], polls=1)
+        assert dropped == 42
+        queued = store.take("trng", 1 << 20, partial=True, consume=False, account=False)
+        assert queued == bytes(range(42, 50)) + b"n1n2"
+        stats = store.stats("trng")
+        assert stats.total_generated == stats.items + stats.dropped + stats.consumed
+        assert stats.dropped_bytes == 42
+    finally:
+        raw.close()
+        store.close()

@@ -1,4 +1,5 @@
-"""No byte twice under concurrency (design.md "No byte twice"), for both stores.
+"""No byte twice under concurrency (design.md "No byte twice"), for every store (Redis: one
+store object shared by the threads; tests/test_store_redis.py adds two on one prefix).
 
 Items are SHA-256 output, so every 16-byte window of the pushed stream is unique: a chunk's
 place in the stream is found by searching for it, and a repeated window means a byte was

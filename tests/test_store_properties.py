@@ -1,10 +1,11 @@
-"""Both stores against a plain model (a list of bytearrays per source) under random operations.
+"""The three stores against a plain model (a list of bytearrays per source) under random operations.
 
 The model is the contract written the simplest way: Q is the items joined, a consuming take
 cuts Q[skip:skip+n] out item by item, a push appends then drops from the front. Reopening the
 LMDB store mid-run checks that everything the model knows survives a restart; its map starts
-at 64 KiB, so it grows (and reruns batches) along the way. Drops run in chunks of three items,
-so a resize takes several calls.
+at 64 KiB, so it grows (and reruns batches) along the way. The Redis store is reopened on the
+same key prefix of this process's test server, and the take and drop scripts read with the
+same small rounds. Drops run in chunks of three items, so a resize takes several calls.
 """
 
 from __future__ import annotations
@@ -20,7 +21,18 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from lokey.errors import NotEnoughDataError
-from lokey.store import SOURCES, LmdbStore, MemoryStore, QueueStats, QueueStore, Source, queue
+from lokey.store import (
+    SOURCES,
+    LmdbStore,
+    MemoryStore,
+    QueueStats,
+    QueueStore,
+    Source,
+    queue,
+    redis_scripts,
+)
+from lokey.store.redis_store import RedisStore
+from tests.redis_helpers import new_prefix, redis_url
 from tests.store_helpers import FakeClock
 
 CAPACITY = 30
@@ -219,8 +231,32 @@ class LmdbMachine(StoreMachine):
         )
 
 
+class RedisMachine(StoreMachine):
+    """Reads in rounds of two or three items, so the scripts' round logic runs on every take."""
+
+    persistent = True
+
+    def __init__(self) -> None:
+        self.rounds = (queue.MIN_ROUND, queue.SKIP_ROUND, redis_scripts.DROP_ROUND)
+        queue.MIN_ROUND, queue.SKIP_ROUND, redis_scripts.DROP_ROUND = 2, 3, 2  # type: ignore[misc]
+        super().__init__()
+
+    def teardown(self) -> None:
+        queue.MIN_ROUND, queue.SKIP_ROUND, redis_scripts.DROP_ROUND = self.rounds  # type: ignore[misc]
+        super().teardown()
+
+    def open(self) -> QueueStore:
+        if not hasattr(self, "prefix"):
+            self.prefix = new_prefix()  # one per run: reopening finds the same keys
+        return RedisStore(
+            redis_url(), prefix=self.prefix, default_capacity=CAPACITY, now=self.clock
+        )
+
+
 MACHINE_SETTINGS = settings(max_examples=60, stateful_step_count=40, deadline=None)
 TestMemoryStoreAgainstModel = MemoryMachine.TestCase
 TestMemoryStoreAgainstModel.settings = MACHINE_SETTINGS
 TestLmdbStoreAgainstModel = LmdbMachine.TestCase
 TestLmdbStoreAgainstModel.settings = MACHINE_SETTINGS
+TestRedisStoreAgainstModel = RedisMachine.TestCase
+TestRedisStoreAgainstModel.settings = MACHINE_SETTINGS

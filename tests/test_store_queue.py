@@ -1,7 +1,8 @@
 """The queue store's contract, pinned for both implementations (service-api.md §1.2, §1.6, §5).
 
-Every test runs against the in-memory store and the LMDB store; a test that reopens the store
-checks persistence on LMDB and plain continuity on the memory store.
+Every test runs against the in-memory store, the LMDB store and the Redis store; a test that
+reopens the store checks persistence on LMDB and Redis (the same key prefix) and plain
+continuity on the memory store.
 """
 
 from __future__ import annotations
@@ -33,11 +34,30 @@ from lokey.store import (
     queue,
     resolve_db_path,
 )
-from tests.store_helpers import KINDS, Kind, StoreFactory, join_threads, wait_until, writer_backlog
+from lokey.store.redis_store import RedisStore
+from tests.redis_helpers import new_prefix
+from tests.store_helpers import (
+    KINDS,
+    LOCAL_KINDS,
+    Kind,
+    StoreFactory,
+    join_threads,
+    wait_until,
+    writer_backlog,
+)
 
 
 @pytest.fixture(params=KINDS)
 def factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
+    kind: Kind = request.param
+    made = StoreFactory(kind, tmp_path)
+    yield made
+    made.close_all()
+
+
+@pytest.fixture(params=LOCAL_KINDS)
+def local_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
+    """The stores whose callers wait in this process (a lock, a writer thread)."""
     kind: Kind = request.param
     made = StoreFactory(kind, tmp_path)
     yield made
@@ -80,6 +100,8 @@ def test_fresh_store_is_empty(store: QueueStore) -> None:
 def test_default_capacity_is_the_spec_default(factory: StoreFactory) -> None:
     if factory.kind == "memory":
         fresh: QueueStore = MemoryStore()
+    elif factory.kind == "redis":
+        fresh = RedisStore(factory.redis_url, prefix=new_prefix())
     else:
         fresh = LmdbStore(factory.path.with_name("default.db"), sync=False)
     try:
@@ -460,6 +482,14 @@ def test_database_info(factory: StoreFactory) -> None:
     if factory.kind == "memory":
         assert info == DatabaseInfo(path="memory://channels", size_bytes=0, in_memory=True)
         return
+    if factory.kind == "redis":  # the server's URL and the prefix; MEMORY USAGE of our keys
+        assert info.path == f"{factory.redis_url} (prefix {factory.prefix})"
+        assert not info.in_memory
+        assert info.size_bytes > 0
+        store.push("fortuna", [os.urandom(256) for _ in range(1000)])
+        grown = store.database().size_bytes
+        assert info.size_bytes + 1000 * 256 < grown < info.size_bytes + 4 * 1000 * 256
+        return
     assert info.path == str(factory.path)
     assert not info.in_memory
     assert info.size_bytes > 0
@@ -524,14 +554,17 @@ class _CountingLock:
 
 
 def test_close_while_writes_are_waiting(
-    factory: StoreFactory, monkeypatch: pytest.MonkeyPatch
+    local_factory: StoreFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Callers blocked behind a slow write either complete or see StoreClosedError.
 
     The six waiting takes are in the LMDB writer's queue (or blocked on the memory store's lock)
     before close() is called, and close() is waiting too before the slow write ends. On LMDB
-    everything submitted before close() completes, so all seven takes succeed.
+    everything submitted before close() completes, so all seven takes succeed. (Redis callers
+    never wait behind one another in the process: the server runs each take's script on its
+    own; tests/test_store_redis.py pins close() for Redis.)
     """
+    factory = local_factory
     gate = threading.Event()
     entered = threading.Event()
     base = factory.clock.now

@@ -15,8 +15,10 @@ from typing import Final, Literal, Protocol, runtime_checkable
 __all__ = [
     "DEFAULT_CAPACITY",
     "MAX_CAPACITY",
+    "MAX_LEASE_S",
     "MEMORY_PATH",
     "MIN_CAPACITY",
+    "MIN_LEASE_S",
     "SOURCES",
     "DatabaseInfo",
     "QueueStats",
@@ -26,6 +28,7 @@ __all__ = [
     "UsageBucket",
     "check_capacity",
     "check_items",
+    "check_lease",
     "check_polls",
     "check_source",
     "check_take",
@@ -120,6 +123,22 @@ class QueueStore(Protocol):
 
     def healthy(self) -> bool: ...
 
+    @property
+    def shared(self) -> bool:
+        """True if other processes may use the same queues at once (Redis): the API then
+        takes a lease before it runs a poller or a seeding loop."""
+        ...
+
+    def lease(self, name: str, holder: str, ttl_s: float) -> bool:
+        """Take or renew the lease ``name`` for ``holder`` for ``ttl_s`` seconds; True if
+        ``holder`` holds it now. Among the processes sharing the store at most one holds a
+        lease at a time; a store only one process uses grants every lease."""
+        ...
+
+    def release_lease(self, name: str, holder: str) -> None:
+        """Give up ``name`` if ``holder`` holds it (so another can take it at once)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -183,3 +202,21 @@ def encode_config(values: Mapping[str, object]) -> dict[str, object]:
         raise ValueError(f"config values must be JSON-serialisable: {exc}") from exc
     decoded: dict[str, object] = json.loads(text)
     return decoded
+
+
+# A lease shorter than this cannot be renewed in time over a network; longer is a typo.
+MIN_LEASE_S: Final = 0.1
+MAX_LEASE_S: Final = 3600.0
+MAX_LEASE_NAME: Final = 200
+
+
+def check_lease(name: object, holder: object, ttl_s: object) -> None:
+    for what, value in (("lease name", name), ("lease holder", holder)):
+        if not isinstance(value, str) or not 0 < len(value) <= MAX_LEASE_NAME:
+            raise ValueError(f"{what} must be a string of 1..{MAX_LEASE_NAME} characters")
+    if isinstance(ttl_s, bool) or not isinstance(ttl_s, int | float):
+        raise ValueError(f"ttl_s must be a number, got {ttl_s!r}")
+    if not MIN_LEASE_S <= ttl_s <= MAX_LEASE_S:
+        raise ValueError(
+            f"ttl_s must be between {MIN_LEASE_S} and {MAX_LEASE_S:g} s, got {ttl_s!r}"
+        )
