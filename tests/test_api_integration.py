@@ -342,7 +342,9 @@ def test_a_fortuna_restarted_without_a_seed_file_is_seeded_again_at_once(
         directory.mkdir()
         with serve("fortuna", directory, settings_names=FORTUNA_ENV) as restarted:
             assert restarted.health.status_code == 503  # no seed file: not seeded
-            api_service(client).peers.fortuna = restarted.base
+            service = api_service(client)
+            service.peers.fortunas = (restarted.base,)
+            service.background.fortunas[0].url = restarted.base
             until(
                 lambda: httpx.get(f"{restarted.base}/health", timeout=2).status_code == 200,
                 "the restarted Fortuna seeded by the API",

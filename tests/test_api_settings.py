@@ -359,3 +359,68 @@ def test_lokey_serve_api_runs_degraded_without_peers_and_stops_cleanly(tmp_path:
         assert served.stop() == 0
     output = served.output()
     assert "Traceback" not in output
+
+
+# -- CONTROLLER_ADDR / FORTUNA_ADDR lists, STORE_URL, LOKEY_LEASE_SECONDS (issue 11) ---------------
+
+
+@pytest.mark.parametrize("variable", ["CONTROLLER_ADDR", "FORTUNA_ADDR"])
+def test_peer_address_lists_are_comma_separated_with_blanks_ignored(variable: str) -> None:
+    settings = load_api_settings({variable: " http://a.lan:1/ ,http://b.lan:2,  http://[::1]:3 ,"})
+    attribute = "controller_addrs" if variable == "CONTROLLER_ADDR" else "fortuna_addrs"
+    assert getattr(settings, attribute) == ("http://a.lan:1", "http://b.lan:2", "http://[::1]:3")
+    assert getattr(settings, attribute.removesuffix("s")) == "http://a.lan:1"  # the first
+
+
+@pytest.mark.parametrize("variable", ["CONTROLLER_ADDR", "FORTUNA_ADDR"])
+def test_a_duplicate_peer_address_is_refused_naming_it(variable: str) -> None:
+    with pytest.raises(SettingsError, match=f"{variable} names http://a.lan:1 twice"):
+        load_api_settings({variable: "http://a.lan:1,http://b.lan:2,http://a.lan:1/"})
+
+
+@pytest.mark.parametrize("variable", ["CONTROLLER_ADDR", "FORTUNA_ADDR"])
+def test_a_bad_entry_in_a_peer_address_list_is_named_by_its_position(variable: str) -> None:
+    with pytest.raises(SettingsError, match=f"{variable} entry 2 \\('ftp://b'\\) must be"):
+        load_api_settings({variable: "http://a.lan:1, ftp://b"})
+
+
+def test_a_peer_address_list_holds_one_to_64_entries() -> None:
+    many = ",".join(f"http://pi{n}.lan:8081" for n in range(65))
+    with pytest.raises(SettingsError, match="names 65 base URLs; at most 64"):
+        load_api_settings({"CONTROLLER_ADDR": many})
+    assert (
+        len(load_api_settings({"CONTROLLER_ADDR": many.rpartition(",")[0]}).controller_addrs) == 64
+    )
+    with pytest.raises(SettingsError, match="CONTROLLER_ADDR must name at least one base URL"):
+        load_api_settings({"CONTROLLER_ADDR": " , ,"})
+
+
+def test_one_bad_peer_address_keeps_the_single_address_message() -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_api_settings({"CONTROLLER_ADDR": "ftp://x"})
+    assert str(caught.value) == (
+        "invalid settings: CONTROLLER_ADDR must be an http:// or https:// base URL such as "
+        "http://127.0.0.1:8081: a host and an optional port, without a path, query, fragment, "
+        "credentials or spaces (got 'ftp://x')"
+    )
+
+
+@pytest.mark.parametrize(("value", "seconds"), [("0.5", 0.5), ("5", 5.0), ("300", 300.0)])
+def test_lease_seconds_accepts_half_a_second_to_five_minutes(value: str, seconds: float) -> None:
+    assert load_api_settings({"LOKEY_LEASE_SECONDS": value}).lease_s == seconds
+
+
+@pytest.mark.parametrize("value", ["0.4", "301", "nan", "inf", "-1", "five"])
+def test_lease_seconds_outside_its_bounds_is_refused_naming_it(value: str) -> None:
+    with pytest.raises(SettingsError, match="LOKEY_LEASE_SECONDS"):
+        load_api_settings({"LOKEY_LEASE_SECONDS": value})
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [("memory://", "memory"), ("lmdb:///data/x.db", "lmdb"), ("redis://h:6379/1", "redis")],
+)
+def test_store_url_selects_the_store(value: str, kind: str) -> None:
+    settings = load_api_settings({"STORE_URL": value, "DB_IMPLEMENTATION": "channel"})
+    assert settings.store_url is not None
+    assert settings.store.kind == settings.store_url.kind == kind

@@ -68,13 +68,16 @@ def limit_heap_retention() -> bool:
 
 
 def load_settings(service: str, env: Mapping[str, str]) -> AnySettings:
-    """``service``'s settings from ``env`` only; the api's DB_PATH is resolved (checked) too."""
+    """``service``'s settings from ``env`` only; the api's LMDB path (``STORE_URL=lmdb://`` or
+    ``DB_PATH``) is resolved (checked) too. A Redis server is not contacted here: it may be
+    starting as well, and the lifespan's error names it."""
     if service == "api":
         settings = load_api_settings(env)
-        if not settings.in_memory:
+        store = settings.store
+        if store.kind == "lmdb" and store.path is not None:
             from lokey.store import resolve_db_path  # noqa: PLC0415 - the store is the API's
 
-            resolve_db_path(settings.db_path)  # a clear error now, not a lifespan traceback
+            resolve_db_path(store.path)  # a clear error now, not a lifespan traceback
         return settings
     if service == "fortuna":
         return load_fortuna_settings(env)

@@ -20,7 +20,7 @@ import re
 from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated, Final, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -33,6 +33,16 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from lokey.backends import ENV_BUS_URL, ENV_I2C_BUS_NUMBER, bus_url_from_env, parse_bus_url
+
+if TYPE_CHECKING:
+    from lokey.store.url import StoreUrl
+
+    _StoreUrlField = StoreUrl
+else:
+    # pydantic needs the field's type when the class is built, but importing lokey.store
+    # loads LMDB, which the controller, Fortuna and VirtIO processes never need (the
+    # validator below returns a StoreUrl, so the value is one all the same)
+    _StoreUrlField = Any
 
 __all__ = [
     "API_ENV",
@@ -410,6 +420,10 @@ MIN_API_KEY_LENGTH: Final = 16
 MAX_API_KEY_LENGTH: Final = 4_096
 MAX_RATE_PER_S: Final = 1_000_000.0
 MAX_RATE_BURST: Final = 1_000_000
+MAX_INSTANCES: Final = 64  # controllers or Fortunas per API: one poll loop each, all on one loop
+MIN_LEASE_SECONDS: Final = 0.5  # renewed every third of it: shorter leaves no room for a slow store
+MAX_LEASE_SECONDS: Final = 300.0  # a failed-over poller waits up to this long: longer is a typo
+ENV_STORE_URL: Final = "STORE_URL"
 
 
 def _address(value: object) -> object:
@@ -431,6 +445,52 @@ def _address(value: object) -> object:
     if port is not None and not 1 <= port <= 65535:
         raise ValueError(f"must be {example} (port 1..65535)")
     return text
+
+
+def _addresses(value: object) -> object:
+    """One base URL (:func:`_address`'s rule and messages) or a comma-separated list of them:
+    blanks around commas and empty entries are ignored, a duplicate is refused (it would poll
+    one chip twice and count it as two), at least one and at most :data:`MAX_INSTANCES`."""
+    if isinstance(value, tuple | list):
+        value = ",".join(str(item) for item in value)
+    if not isinstance(value, str):
+        return value
+    parts = [part.strip() for part in value.split(",")]
+    if len(parts) == 1:
+        single = _address(parts[0])
+        if single is None:
+            raise ValueError("must name at least one base URL")
+        return (single,)
+    parts = [part for part in parts if part]  # "a,b," is two, as with LOKEY_API_KEYS
+    if not parts:
+        raise ValueError("must name at least one base URL")
+    if len(parts) > MAX_INSTANCES:
+        raise ValueError(f"names {len(parts)} base URLs; at most {MAX_INSTANCES} are allowed")
+    seen: list[str] = []
+    for position, part in enumerate(parts, start=1):
+        try:
+            url = _address(part)
+        except ValueError as exc:
+            raise ValueError(f"entry {position} ({part!r}) {exc}") from None
+        assert isinstance(url, str)
+        if url in seen:
+            raise ValueError(f"names {url} twice (each instance once)")
+        seen.append(url)
+    return tuple(seen)
+
+
+def _store_url(value: object) -> object:
+    """``STORE_URL`` parsed (:func:`lokey.store.parse_store_url`); blank is unset."""
+    if value is None:
+        return None
+    from lokey.store.url import StoreUrl, parse_store_url  # noqa: PLC0415 - see _StoreUrlField
+
+    if isinstance(value, StoreUrl):
+        return value
+    text = str(value).strip()
+    if not text:
+        return None
+    return parse_store_url(text)
 
 
 def _bool_word(value: object) -> object:
@@ -464,11 +524,15 @@ class ApiSettings(ServiceSettings):
     db_path: Path = Field(default=Path("/data/api.db"), validation_alias="DB_PATH")
     db_implementation: str = Field(default="lmdb", validation_alias="DB_IMPLEMENTATION")
     db_sync: Flag = Field(default=True, validation_alias="DB_SYNC")
-    controller_addr: Annotated[str, BeforeValidator(_address)] = Field(
-        default="http://controller:8081", validation_alias="CONTROLLER_ADDR"
+    #: repr=False: a Redis URL may hold a password (StoreUrl.display hides it)
+    store_url: Annotated[_StoreUrlField | None, BeforeValidator(_store_url)] = Field(
+        default=None, validation_alias=ENV_STORE_URL, repr=False
     )
-    fortuna_addr: Annotated[str, BeforeValidator(_address)] = Field(
-        default="http://fortuna:8082", validation_alias="FORTUNA_ADDR"
+    controller_addrs: Annotated[tuple[str, ...], BeforeValidator(_addresses)] = Field(
+        default=("http://controller:8081",), validation_alias="CONTROLLER_ADDR"
+    )
+    fortuna_addrs: Annotated[tuple[str, ...], BeforeValidator(_addresses)] = Field(
+        default=("http://fortuna:8082",), validation_alias="FORTUNA_ADDR"
     )
     virtio_addr: Annotated[str | None, BeforeValidator(_address)] = Field(
         default="http://virtio:8083", validation_alias=ENV_VIRTIO_ADDR
@@ -549,6 +613,13 @@ class ApiSettings(ServiceSettings):
     rate_limit_burst: int = Field(
         default=20, ge=1, le=MAX_RATE_BURST, validation_alias="LOKEY_RATE_LIMIT_BURST"
     )
+    lease_s: float = Field(
+        default=5.0,
+        ge=MIN_LEASE_SECONDS,
+        le=MAX_LEASE_SECONDS,
+        allow_inf_nan=False,
+        validation_alias="LOKEY_LEASE_SECONDS",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -578,6 +649,29 @@ class ApiSettings(ServiceSettings):
         if not self.api_key_list:
             raise ValueError("LOKEY_API_KEYS: no key given (leave it unset to turn keys off)")
         return self
+
+    @property
+    def store(self) -> StoreUrl:
+        """The store to open: ``STORE_URL`` when set, else ``DB_IMPLEMENTATION=channel`` ->
+        memory, else LMDB at ``DB_PATH`` (the reference's rule)."""
+        from lokey.store.url import StoreUrl  # noqa: PLC0415 - see _StoreUrlField
+
+        if self.store_url is not None:
+            store: StoreUrl = self.store_url
+            return store
+        if self.in_memory:
+            return StoreUrl("memory")
+        return StoreUrl("lmdb", path=self.db_path)
+
+    @property
+    def controller_addr(self) -> str:
+        """The first controller (the only one unless ``CONTROLLER_ADDR`` lists several)."""
+        return self.controller_addrs[0]
+
+    @property
+    def fortuna_addr(self) -> str:
+        """The first Fortuna (the only one unless ``FORTUNA_ADDR`` lists several)."""
+        return self.fortuna_addrs[0]
 
     @property
     def api_key_list(self) -> tuple[str, ...]:
@@ -613,6 +707,10 @@ def load_api_settings(env: Mapping[str, str]) -> ApiSettings:
     return _load(ApiSettings, values)
 
 
+#: Variables whose value an error message must not repeat (a Redis URL may hold a password).
+_UNSHOWN_INPUTS: Final = frozenset({ENV_STORE_URL})
+
+
 def _explain(exc: ValidationError) -> str:
     lines = []
     for error in exc.errors(include_url=False):
@@ -625,7 +723,9 @@ def _explain(exc: ValidationError) -> str:
             rule = {"greater_than": ">", "less_than_equal": "<=", "greater_than_equal": ">="}
             bound = next(iter(context.values()), "?")
             message = f"must be {rule[error['type']]} {bound}"
-        if where:
+        if where in _UNSHOWN_INPUTS:
+            lines.append(f"{where} {message[:1].lower()}{message[1:]}")
+        elif where:
             lines.append(f"{where} {message[:1].lower()}{message[1:]} (got {error['input']!r})")
         else:
             lines.append(message)

@@ -62,8 +62,9 @@ MEANINGS: Final = {
     "DB_PATH": "LMDB file (a directory gets database.db)",
     "DB_IMPLEMENTATION": "exactly `channel`: in-memory store instead of LMDB",
     "DB_SYNC": "fsync every group commit (false: survives crashes, not power loss)",
-    "CONTROLLER_ADDR": "controller base URL",
-    "FORTUNA_ADDR": "Fortuna base URL",
+    "STORE_URL": "queue store: lmdb:///path, memory:// or redis://host:6379/0 (wins over DB_*)",
+    "CONTROLLER_ADDR": "controller base URL, or several comma-separated (one poller each)",
+    "FORTUNA_ADDR": "Fortuna base URL, or several comma-separated (each seeded apart)",
     "VIRTIO_ADDR": "VirtIO base URL (set and empty: no VirtIO seeding)",
     "TRNG_QUEUE_SIZE": "TRNG queue capacity in items (32-byte samples)",
     "FORTUNA_QUEUE_SIZE": "Fortuna queue capacity in items",
@@ -84,6 +85,7 @@ MEANINGS: Final = {
     "LOKEY_API_KEYS": "comma-separated bearer keys (>= 16 chars) for data and config routes",
     "LOKEY_RATE_LIMIT_PER_S": "data requests a second per client, token bucket (0: no limit)",
     "LOKEY_RATE_LIMIT_BURST": "the rate limit's bucket size (requests at once)",
+    "LOKEY_LEASE_SECONDS": "shared store: how long a poller's lease lasts unrenewed (failover)",
 }
 
 
@@ -93,6 +95,8 @@ def _default(field: FieldInfo) -> str:
         return "(unset)"
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, tuple):
+        return ",".join(str(item) for item in value)
     if isinstance(value, int) and value >= 10_000:
         return f"{value:,}"
     if isinstance(value, int) and field.validation_alias == "LOKEY_VIRTIO_PIPE_MODE":

@@ -1,9 +1,12 @@
 """The API service (port 8080): queues, formats, configuration, status (spec/service-api.md §1).
 
 Build it with :func:`create_api_app` from an :class:`~lokey.services.settings.ApiSettings`.
-The lifespan opens the store (LMDB at ``DB_PATH``, or memory with ``DB_IMPLEMENTATION=channel``),
-one ``httpx.AsyncClient`` with the timeout, and the background jobs (:mod:`.background`); it
-closes them in reverse order. Store calls always run in worker threads, never on the event loop.
+The lifespan opens the store (``STORE_URL``, else LMDB at ``DB_PATH``, or memory with
+``DB_IMPLEMENTATION=channel``), one ``httpx.AsyncClient`` with the timeout, the lease keeper
+(:mod:`.leases`) and the background jobs (:mod:`.background`); it closes them in reverse order,
+releasing the leases it holds. Store calls always run in worker threads, never on the event
+loop. With a shared store the run-time configuration is read back every CONFIG_RELOAD_S, so a
+change made through another API instance applies here too.
 
 What LoKey does where the reference is wrong (spec §1.2-§1.8, §8):
 
@@ -28,10 +31,11 @@ import json
 import logging
 import re
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Annotated, Final, Literal, TypeVar, get_args
+from functools import partial
+from typing import Annotated, Final, Literal, TypeGuard, TypeVar, get_args
 
 import anyio.to_thread
 import httpx
@@ -56,14 +60,24 @@ from lokey.services.api.background import (
     run_loop,
 )
 from lokey.services.api.formats import DataFormat, decode
+from lokey.services.api.leases import (
+    FORTUNA_POLL,
+    LeaseKeeper,
+    fortuna_seed_lease,
+    holder_id,
+    trng_poll_lease,
+)
 from lokey.services.api.peers import STATUS_TIMEOUT_S, PeerError, Peers
 from lokey.services.api.security import document_security, security_guards
 from lokey.services.api.views import (
+    InstanceScrape,
     Scrape,
     ScrapeCollector,
     VirtioLevel,
     breaker_view,
+    controller_instance_view,
     database_view,
+    fortuna_instance_view,
     health_tests_view,
     queue_view,
     usage_view,
@@ -71,7 +85,7 @@ from lokey.services.api.views import (
 )
 from lokey.services.common import error_response, new_app, rfc3339_now
 from lokey.services.settings import MAX_QUEUE_SIZE, MIN_QUEUE_SIZE, ApiSettings, SeedingSource
-from lokey.store import SOURCES, QueueStore, Source, open_store, resolve_db_path
+from lokey.store import SOURCES, QueueStore, Source, open_store_url
 
 __all__ = [
     "BODY_ERROR",
@@ -105,6 +119,10 @@ DATA_PATH: Final = "/api/v1/data"
 _NO_STORE: Final = {"Cache-Control": "no-store"}  # data answers must never be replayed
 MAX_BODY_BYTES: Final = 64 << 10  # every API body is a few dozen bytes
 NO_DATA_RETRY_S: Final = 1
+#: With a shared store, how often the run-time configuration another API instance may have
+#: changed (PUT /config/consume, /config/virtio) is read back: a second is as quick as an
+#: operator notices, and one small read a second is nothing for the store.
+CONFIG_RELOAD_S: Final = 1.0
 _CONFIG_CONSUME = "consume"
 _CONFIG_VIRTIO_SOURCE = "virtio_seeding_source"
 _CONFIG_VIRTIO_INTERVAL = "virtio_seed_interval_seconds"
@@ -199,6 +217,7 @@ class ApiService:
     quality: TrngQuality
     background: Background
     virtio_size: int  # the last VirtIO ring size configured here (fallback for GET)
+    leases: LeaseKeeper
     requests: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     bytes_served: Counter[str] = field(default_factory=Counter)
     #: One configuration change at a time: persist-then-apply must not interleave, or the
@@ -207,6 +226,27 @@ class ApiService:
 
     async def persist(self, values: dict[str, object]) -> None:
         await anyio.to_thread.run_sync(self.store.update_config, values)
+
+    async def reload_config(self) -> float:
+        """Apply the run-time configuration saved in a shared store (another API instance
+        may have changed it); the seconds until the next reload."""
+        saved = await anyio.to_thread.run_sync(self.store.config)
+        async with self.config_lock:
+            consume = saved.get(_CONFIG_CONSUME)
+            if isinstance(consume, bool):
+                # the ALLOW_PEEK rule holds here too: without it reads always consume
+                self.runtime.consume = consume or not self.settings.allow_peek
+            source = saved.get(_CONFIG_VIRTIO_SOURCE)
+            if source in _SEEDING_SOURCES:
+                self.runtime.virtio_source = next(s for s in _SEEDING_SOURCES if s == source)
+            interval = saved.get(_CONFIG_VIRTIO_INTERVAL)
+            if _is_int(interval) and interval != self.runtime.virtio_interval_s:
+                self.runtime.virtio_interval_s = interval
+                self.background.virtio_interval_changed()
+            size = saved.get(_CONFIG_VIRTIO_SIZE)
+            if _is_int(size):
+                self.virtio_size = size
+        return CONFIG_RELOAD_S
 
     async def virtio_level(self) -> VirtioLevel:
         if self.peers.virtio is None:
@@ -218,10 +258,16 @@ class ApiService:
             return VirtioLevel()
 
 
+def _is_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _open_store(settings: ApiSettings) -> QueueStore:
-    if settings.in_memory:
-        return open_store("channel", None)
-    return open_store("lmdb", resolve_db_path(settings.db_path), sync=settings.db_sync)
+    url = settings.store
+    store = open_store_url(url, sync=settings.db_sync)
+    # display: a Redis password never reaches the log
+    log.info("queue store: %s (shared with other API instances: %s)", url.display, store.shared)
+    return store
 
 
 def _apply_start_config(settings: ApiSettings, store: QueueStore) -> tuple[Runtime, int]:
@@ -276,6 +322,7 @@ def _poll_settings(settings: ApiSettings) -> PollSettings:
         virtio_poll_s=settings.virtio_poll_interval_ms / 1000,
         virtio_seed_bytes=settings.virtio_seed_bytes,
         virtio_trng_reserve=settings.virtio_trng_reserve_bytes,
+        apt_window=apt_window_from_setting(settings.trng_apt_window_size),
     )
 
 
@@ -428,33 +475,32 @@ def create_api_app(
             ) as client:
                 peers = Peers(
                     client,
-                    controller=settings.controller_addr,
-                    fortuna=settings.fortuna_addr,
+                    controller=settings.controller_addrs,
+                    fortuna=settings.fortuna_addrs,
                     virtio=settings.virtio_addr,
                 )
-                quality = TrngQuality(apt_window_from_setting(settings.trng_apt_window_size))
+                leases = LeaseKeeper(store, holder_id(), settings.lease_s, the_clock)
                 background = Background(
                     store=store,
                     peers=peers,
                     clock=the_clock,
                     runtime=runtime,
-                    quality=quality,
                     config=_poll_settings(settings),
+                    leases=leases,
                 )
-                app.state.lokey = ApiService(
-                    settings, store, peers, runtime, quality, background, virtio_size
+                service = ApiService(
+                    settings,
+                    store,
+                    peers,
+                    runtime,
+                    background.quality,
+                    background,
+                    virtio_size,
+                    leases,
                 )
+                app.state.lokey = service
                 if start_background:
-                    jobs = (
-                        ("trng poll", background.poll_trng, None),
-                        ("fortuna poll", background.poll_fortuna, background.fortuna_wake),
-                        ("fortuna seeding", background.seed_fortuna, background.fortuna_seed_wake),
-                        ("virtio seeding", background.seed_virtio, background.virtio_wake),
-                    )
-                    tasks = [
-                        asyncio.create_task(run_loop(name, step, wake), name=name)
-                        for name, step, wake in jobs
-                    ]
+                    tasks = _start_jobs(service)
                 try:
                     yield
                 finally:
@@ -463,6 +509,7 @@ def create_api_app(
                     for task in tasks:
                         with contextlib.suppress(asyncio.CancelledError):
                             await task
+                    await leases.release()  # another instance takes over now, not in ttl
                     del app.state.lokey
         finally:
             await anyio.to_thread.run_sync(store.close)
@@ -487,6 +534,29 @@ def create_api_app(
     return app
 
 
+def _start_jobs(service: ApiService) -> list[asyncio.Task[None]]:
+    """One TRNG poll loop per controller (throughput grows with the chips), one Fortuna poll
+    loop over every Fortuna, one seeding loop per Fortuna, VirtIO seeding; with a shared
+    store also the lease keeper and the configuration reload."""
+    background = service.background
+    jobs: list[tuple[str, Callable[[], Awaitable[float]], asyncio.Event | None]] = []
+    for index, controller in enumerate(background.controllers):
+        jobs.append((f"trng poll {controller.url}", partial(background.poll_trng, index), None))
+    jobs.append(("fortuna poll", background.poll_fortuna, background.fortuna_wake))
+    for index, fortuna in enumerate(background.fortunas):
+        seed = partial(background.seed_fortuna, index)
+        jobs.append((f"fortuna seeding {fortuna.url}", seed, fortuna.seed_wake))
+    jobs.append(("virtio seeding", background.seed_virtio, background.virtio_wake))
+    if service.store.shared:
+        jobs.append(("config reload", service.reload_config, None))
+    tasks = [
+        asyncio.create_task(run_loop(name, step, wake), name=name) for name, step, wake in jobs
+    ]
+    if service.leases.shared:
+        tasks.append(asyncio.create_task(service.leases.run(), name="leases"))
+    return tasks
+
+
 _ERROR_SCHEMA: Final = {"$ref": "#/components/schemas/ErrorBody"}
 _ERROR_CONTENT: Final = {"application/json": {"schema": _ERROR_SCHEMA}}
 _DATA_RESPONSES: Final[dict[int | str, dict[str, object]]] = {
@@ -500,6 +570,32 @@ _DATA_RESPONSES: Final[dict[int | str, dict[str, object]]] = {
     503: {"description": "Not enough data queued (`Retry-After`)", "content": _ERROR_CONTENT},
 }
 
+
+_BOOLEANS: Final = {"type": "object", "additionalProperties": {"type": "boolean"}}  # by name or URL
+_HEALTH_RESPONSES: Final[dict[int | str, dict[str, object]]] = {
+    200: {
+        "description": "Always 200: `degraded` names what is down in `details` (a peer is "
+        "false unless every instance of it answers) and `instances` (by base URL)",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "status": {"enum": ["ok", "degraded"]},
+                        "timestamp": {"type": "string"},
+                        "details": _BOOLEANS,
+                        "instances": {
+                            "type": "object",
+                            "properties": {"controller": _BOOLEANS, "fortuna": _BOOLEANS},
+                            "required": ["controller", "fortuna"],
+                        },
+                    },
+                    "required": ["status", "timestamp", "details", "instances"],
+                }
+            }
+        },
+    },
+}
 
 _READY_RESPONSES: Final[dict[int | str, dict[str, object]]] = {
     503: {
@@ -691,24 +787,18 @@ def _status_routes(app: FastAPI) -> None:
             last_failure=quality.last_failure,
         )
         body["seeding"] = _seeding_view(service)
+        body["instances"] = _instances_view(service)
+        body["scale"] = _scale_view(service)
         ordered = ("trng", "fortuna", "virtio", "database", "trng_quality", "health_tests")
-        return JSONResponse({key: body[key] for key in (*ordered, "seeding", "usage")})
+        later = ("seeding", "usage", "instances", "scale")
+        return JSONResponse({key: body[key] for key in (*ordered, *later)})
 
     async def health(request: Request) -> JSONResponse:
-        service = _service(request)
-        peers, database = await asyncio.gather(
-            service.peers.health(), _bounded(service.store.healthy, False)
-        )
-        details: dict[str, bool] = {"api": True, **peers, "database": database}
-        return JSONResponse(
-            {
-                "status": "ok" if all(details.values()) else "degraded",
-                "timestamp": rfc3339_now(),
-                "details": details,
-            }
-        )
+        return JSONResponse(await _health_body(_service(request)))
 
-    app.add_api_route("/api/v1/health", health, methods=["GET"], tags=["status"])
+    app.add_api_route(
+        "/api/v1/health", health, methods=["GET"], tags=["status"], responses=_HEALTH_RESPONSES
+    )
     app.add_api_route("/health", health, methods=["GET"], include_in_schema=False)
 
     @app.get("/api/v1/ready", tags=["status"], responses=_READY_RESPONSES)
@@ -737,17 +827,22 @@ def _status_routes(app: FastAPI) -> None:
             return {s: store.stats(s) for s in SOURCES}, store.database().size_bytes
 
         queues, size = await anyio.to_thread.run_sync(read)
+        background = service.background
+        controllers = background.controllers
         scrape = Scrape(
             queues=queues,  # type: ignore[arg-type]
             virtio=await service.virtio_level(),
             database_size=size,
             legacy=service.quality.legacy(),
             health=service.quality.health(),
-            batches_rejected=service.quality.batches_rejected,
+            batches_rejected=sum(c.quality.batches_rejected for c in controllers),
             requests=Counter(service.requests),
             bytes_served=Counter(service.bytes_served),
-            background=Counter(service.background.counters),
-            breakers=service.background.breakers(),
+            background=Counter(background.counters),
+            breakers=background.breakers(),
+            health_failures=sum(c.quality.health().failures for c in controllers),
+            instances=_instance_scrapes(service),
+            leases=service.leases.view(),
         )
         registry = CollectorRegistry(auto_describe=False)
         registry.register(ScrapeCollector(scrape))
@@ -773,6 +868,29 @@ def _status_routes(app: FastAPI) -> None:
         app.add_api_route(path, swagger, methods=["GET"], include_in_schema=False)
 
 
+async def _health_body(service: ApiService) -> dict[str, object]:
+    """``details.controller``/``fortuna`` are true when every instance answered 200;
+    ``instances`` shows each one by base URL."""
+    instances, virtio, database = await asyncio.gather(
+        service.peers.instance_health(),
+        service.peers.healthy("virtio"),
+        _bounded(service.store.healthy, False),
+    )
+    details: dict[str, bool] = {
+        "api": True,
+        "controller": all(instances["controller"].values()),
+        "fortuna": all(instances["fortuna"].values()),
+        "virtio": virtio,
+        "database": database,
+    }
+    return {
+        "status": "ok" if all(details.values()) else "degraded",
+        "timestamp": rfc3339_now(),
+        "details": details,
+        "instances": instances,
+    }
+
+
 async def _bounded(read: Callable[[], T], fallback: T) -> T:
     """``read()`` in a worker thread, or ``fallback`` after STATUS_TIMEOUT_S (a stalled disk
     must not hold a health probe past Docker's 3 s; the thread finishes on its own)."""
@@ -782,14 +900,19 @@ async def _bounded(read: Callable[[], T], fallback: T) -> T:
 
 
 def _seeding_view(service: ApiService) -> dict[str, object]:
+    """The first Fortuna's breaker and last answer; ``seeded`` only if every Fortuna is, and
+    the oldest round's age (null while one was never seeded here). Per instance:
+    ``instances.fortuna``."""
     background = service.background
     breakers = background.breakers()
+    now = background.clock.monotonic()
+    ages = [f.last_seed for f in background.fortunas]
     age = None
-    if background.last_fortuna_seed is not None:
-        age = round(background.clock.monotonic() - background.last_fortuna_seed, 3)
+    if all(stamp is not None for stamp in ages):
+        age = round(now - min(stamp for stamp in ages if stamp is not None), 3)
     return {
         "fortuna": {
-            "seeded": background.fortuna_seeded,
+            "seeded": all(f.seeded for f in background.fortunas),
             "last_round_age_s": age,
             "last_status": background.fortuna_status,
             "interval_s": service.settings.fortuna_seed_interval_s,
@@ -805,3 +928,54 @@ def _seeding_view(service: ApiService) -> dict[str, object]:
         },
         "counters": dict(sorted(background.counters.items())),
     }
+
+
+def _instances_view(service: ApiService) -> dict[str, dict[str, object]]:
+    background = service.background
+    now = background.clock.monotonic()
+    return {
+        "controller": {c.url: controller_instance_view(c) for c in background.controllers},
+        "fortuna": {f.url: fortuna_instance_view(f, now) for f in background.fortunas},
+    }
+
+
+def _scale_view(service: ApiService) -> dict[str, object]:
+    """Which store this instance shares and which jobs it runs (the leases it holds)."""
+    leases = service.leases
+    return {
+        "store": service.settings.store.display,
+        "shared": leases.shared,
+        "instance_id": leases.holder,
+        "lease_seconds": leases.ttl_s,
+        "leases": leases.view(),
+    }
+
+
+def _instance_scrapes(service: ApiService) -> list[InstanceScrape]:
+    """``up`` only for the instances this API instance calls (holds a lease for): another
+    API instance runs the rest, and a 0 here would say "down" about what it never asked."""
+    background, leases = service.background, service.leases
+    out = [
+        InstanceScrape(
+            peer="controller",
+            url=c.url,
+            up=c.up if leases.held(trng_poll_lease(c.url)) else None,
+            breakers={"poll": c.breaker.snapshot()},
+            counters=Counter(c.counters),
+        )
+        for c in background.controllers
+    ]
+    out += [
+        InstanceScrape(
+            peer="fortuna",
+            url=f.url,
+            up=f.up
+            if leases.held(FORTUNA_POLL) or leases.held(fortuna_seed_lease(f.url))
+            else None,
+            breakers={"poll": f.poll_breaker.snapshot(), "seed": f.seed_breaker.snapshot()},
+            counters=Counter(f.counters),
+            seeded=f.seeded,
+        )
+        for f in background.fortunas
+    ]
+    return out

@@ -28,6 +28,14 @@ directly, with a virtual clock for the breakers, and never sleep.
 Seeding has one circuit breaker per target (5 consecutive failures, open 5 min, one half-open
 trial; lokey.controller.breaker). A peer answering 503 is *not ready*: its Retry-After is
 honoured and no failure is counted. Every HTTP call has a timeout (:mod:`.peers`).
+
+**Several instances** (``CONTROLLER_ADDR`` / ``FORTUNA_ADDR`` lists, issue 11): every
+controller has its own poll step (one loop each: TRNG throughput grows with the chips), its
+own :class:`TrngQuality` and a poll breaker open only :data:`INSTANCE_BREAKER_OPEN_S`; every
+Fortuna has its own seeding step and state, fed by fresh samples from the next controller
+whose breaker is not open (never the same sample to two Fortunas); the one Fortuna poller takes
+the instances in turn and skips one that is unseeded, failing or breaker-open. With a shared
+store each step first checks its lease (:mod:`.leases`) and, not holding it, only waits.
 """
 
 from __future__ import annotations
@@ -45,20 +53,31 @@ from typing import Final
 import anyio.to_thread
 
 from lokey.clock import Clock
-from lokey.controller.breaker import BreakerSnapshot, BreakerState, CircuitBreaker
+from lokey.controller.breaker import BreakerSnapshot, BreakerState, CircuitBreaker, Permit
 from lokey.errors import LokeyError, SeedQualityError
 from lokey.fortuna import check_seed
 from lokey.quality.health import HealthSnapshot, HealthState, HealthTracker
 from lokey.quality.legacy import LegacyMetrics, LegacySnapshot
+from lokey.services.api.leases import (
+    FORTUNA_POLL,
+    VIRTIO_SEED,
+    LeaseKeeper,
+    fortuna_seed_lease,
+    trng_poll_lease,
+)
 from lokey.services.api.peers import SAMPLE_BYTES, PeerError, Peers, PeerUnavailableError
 from lokey.services.settings import SeedingSource
-from lokey.store import QueueStore
+from lokey.store import QueueStats, QueueStore
 
 __all__ = [
     "FORTUNA_ITEM_BYTES",
+    "INSTANCE_BREAKER_OPEN_S",
     "TOPUP_ITEM_BYTES",
     "TOPUP_REQUEST_BYTES",
     "Background",
+    "ControllerInstance",
+    "FortunaInstance",
+    "PollSettings",
     "Runtime",
     "TrngQuality",
     "run_loop",
@@ -73,6 +92,10 @@ FIRST_SEED_RETRY_S: Final = 1.0
 NOT_SEEDED: Final = "Generator not seeded"  # the Fortuna service's 503 (spec §3, LoKey)
 MIN_FIRST_SEED_SAMPLES: Final = 2  # design.md "Fortuna start-up": >= 64 bytes, a direct reseed
 FAILURE_LOG_EVERY: Final = 100  # a persistent failure is logged on its 1st, 101st, ... time
+#: How long a controller or Fortuna instance whose calls failed 5 times in a row is skipped
+#: before one trial call: short, since the others carry on meanwhile and a rebooting Pi is
+#: back within seconds (the seeding breakers keep the spec's 5 minutes, §1.9).
+INSTANCE_BREAKER_OPEN_S: Final = 5.0
 
 
 @dataclass
@@ -112,6 +135,12 @@ class TrngQuality:
         first_usable = len(data) - usable
         return samples[math.ceil(first_usable / SAMPLE_BYTES) :]
 
+    def restart(self) -> None:
+        """A fresh start-up test before the next stored byte (this process takes the source
+        over from another API instance: what it fed here is stale)."""
+        with self._lock:
+            self._tracker.restart()
+
     def legacy(self) -> LegacySnapshot:
         with self._lock:
             return self._legacy.snapshot()
@@ -135,10 +164,64 @@ class PollSettings:
     virtio_poll_s: float
     virtio_seed_bytes: int
     virtio_trng_reserve: int
+    apt_window: int = 512  # lokey.quality.legacy's default window
+
+
+class ControllerInstance:
+    """One controller (one chip, one Raspberry Pi): its own quality gate (SP 800-90B health
+    tests are per noise source), its own poll breaker and counters."""
+
+    def __init__(self, url: str, clock: Clock, apt_window: int) -> None:
+        self.url = url
+        self.quality = TrngQuality(apt_window)
+        # short: a rebooting Pi is skipped for seconds, not the seeding breakers' 5 min
+        self.breaker = CircuitBreaker(clock, open_for_s=INSTANCE_BREAKER_OPEN_S)
+        self.counters: Counter[str] = Counter()
+        self.last_ok: bool | None = None  # None: not asked yet
+
+    @property
+    def up(self) -> bool:
+        """Its last poll worked and its breaker is not open."""
+        return bool(self.last_ok) and self.breaker.state is not BreakerState.OPEN
+
+
+class FortunaInstance:
+    """One Fortuna service: its seeding state (seeded, first-round back-off, the 5-min
+    seeding breaker), its poll breaker and when the poller may ask it again."""
+
+    def __init__(self, url: str, clock: Clock) -> None:
+        self.url = url
+        self.seed_breaker = CircuitBreaker(clock)
+        self.poll_breaker = CircuitBreaker(clock, open_for_s=INSTANCE_BREAKER_OPEN_S)
+        self.seeded = False
+        self.last_seed: float | None = None  # clock time of the last accepted round
+        self.status: str | None = None  # Fortuna's answer to the last round
+        self.first_seed_attempts = 0
+        self.seed_wake = asyncio.Event()
+        self.poll_after = -math.inf  # not polled before this (a 503 or a failure)
+        self.counters: Counter[str] = Counter()
+        self.last_ok: bool | None = None
+
+    @property
+    def up(self) -> bool:
+        return bool(self.last_ok) and self.poll_breaker.state is not BreakerState.OPEN
+
+    def lost_its_seed(self) -> None:
+        """Fortuna answered "not seeded" (it restarted without a seed file): the next round
+        is a first round again, at once. Only the change wakes the seeding job: while Fortuna
+        stays unseeded every poll says so, and the first-round back-off must still hold."""
+        if not self.seeded:
+            return
+        log.warning("Fortuna %s is no longer seeded (restarted?): seeding it again now", self.url)
+        self.seeded = False
+        self.first_seed_attempts = 0
+        self.seed_wake.set()
 
 
 class Background:
-    """The four jobs' steps, their breakers and counters."""
+    """The jobs' steps, their breakers and counters: one TRNG poll per controller instance,
+    one Fortuna poll over every Fortuna instance, one seeding job per Fortuna instance, and
+    VirtIO seeding. Each step runs only while ``leases`` holds its lease."""
 
     def __init__(
         self,
@@ -147,181 +230,377 @@ class Background:
         peers: Peers,
         clock: Clock,
         runtime: Runtime,
-        quality: TrngQuality,
         config: PollSettings,
+        leases: LeaseKeeper | None = None,
     ) -> None:
         self.store = store
         self.peers = peers
         self.clock = clock
         self.runtime = runtime
-        self.quality = quality
         self.config = config
-        self.fortuna_breaker = CircuitBreaker(clock)
+        self.leases = leases
+        self.controllers = [
+            ControllerInstance(url, clock, config.apt_window) for url in peers.controllers
+        ]
+        self.fortunas = [FortunaInstance(url, clock) for url in peers.fortunas]
         self.virtio_breaker = CircuitBreaker(clock)
         self.counters: Counter[str] = Counter()
-        self.fortuna_seeded = False
-        self.last_fortuna_seed: float | None = None  # clock time of the last accepted round
-        self.fortuna_status: str | None = None  # Fortuna's answer to the last round
         self.fortuna_wake = asyncio.Event()
-        self.fortuna_seed_wake = asyncio.Event()
-        self._first_seed_attempts = 0
         self.virtio_wake = asyncio.Event()
         self._next_virtio_round = clock.monotonic() + runtime.virtio_interval_s
         self._next_fortuna_poll = clock.monotonic()
         self._failures: Counter[str] = Counter()
+        self._held: set[str] = set()
+        self._next_poll_fortuna = 0  # round-robin positions
+        self._next_seed_controller = 0
+        if leases is not None:
+            for controller in self.controllers:
+                leases.add(trng_poll_lease(controller.url))
+            leases.add(FORTUNA_POLL)
+            for fortuna in self.fortunas:
+                leases.add(fortuna_seed_lease(fortuna.url))
+            leases.add(VIRTIO_SEED)
+
+    # -- the first instance (the only one unless CONTROLLER_ADDR/FORTUNA_ADDR list several) ----
+
+    @property
+    def quality(self) -> TrngQuality:
+        return self.controllers[0].quality
+
+    @property
+    def fortuna_breaker(self) -> CircuitBreaker:
+        return self.fortunas[0].seed_breaker
+
+    @property
+    def fortuna_seeded(self) -> bool:
+        return self.fortunas[0].seeded
+
+    @property
+    def last_fortuna_seed(self) -> float | None:
+        return self.fortunas[0].last_seed
+
+    @property
+    def fortuna_status(self) -> str | None:
+        return self.fortunas[0].status
+
+    @property
+    def fortuna_seed_wake(self) -> asyncio.Event:
+        return self.fortunas[0].seed_wake
+
+    def fortuna_lost_its_seed(self) -> None:
+        self.fortunas[0].lost_its_seed()
 
     # -- helpers ---------------------------------------------------------------------------------
 
-    def _failed(self, job: str, error: Exception) -> None:
+    def _failed(self, job: str, error: Exception, where: str = "") -> None:
         self.counters[f"{job}_failed"] += 1
-        self._failures[job] += 1
-        if self._failures[job] % FAILURE_LOG_EVERY == 1:
-            log.warning("%s failed (%d in a row): %s", job, self._failures[job], error)
+        key = f"{job} {where}".strip()
+        self._failures[key] += 1
+        if self._failures[key] % FAILURE_LOG_EVERY == 1:
+            log.warning("%s failed (%d in a row): %s", key, self._failures[key], error)
 
-    def _succeeded(self, job: str) -> None:
-        if self._failures[job]:
-            log.info("%s works again after %d failures", job, self._failures[job])
-        self._failures[job] = 0
+    def _succeeded(self, job: str, where: str = "") -> None:
+        key = f"{job} {where}".strip()
+        if self._failures[key]:
+            log.info("%s works again after %d failures", key, self._failures[key])
+        self._failures[key] = 0
         self.counters[f"{job}_ok"] += 1
+
+    def _lease_wait(self, name: str, regained: Callable[[], None] | None = None) -> float | None:
+        """None if this process holds the lease ``name`` (the step may run), else how long to
+        wait before asking again. On taking the lease over, ``regained`` makes the job's
+        in-memory state safe to continue from (another instance ran it meanwhile)."""
+        if self.leases is None or not self.leases.shared:
+            return None
+        if not self.leases.held(name):
+            self._held.discard(name)
+            self.counters["lease_waits"] += 1
+            return self.leases.renew_every_s
+        if name not in self._held:
+            self._held.add(name)
+            if regained is not None:
+                regained()
+        return None
 
     # -- TRNG ------------------------------------------------------------------------------------
 
-    async def poll_trng(self) -> float:
-        """One controller poll; the seconds until the next."""
+    async def poll_trng(self, index: int = 0) -> float:
+        """One poll of controller ``index``; the seconds until its next. Its breaker open,
+        the poll waits instead of calling (the other controllers' loops go on)."""
+        controller = self.controllers[index]
+        interval = self.config.trng_interval_s
+        waiting = self._lease_wait(trng_poll_lease(controller.url), controller.quality.restart)
+        if waiting is not None:
+            return waiting
+        permit = controller.breaker.try_acquire()
+        if permit is None:
+            controller.counters["breaker_refused"] += 1
+            return max(interval, controller.breaker.retry_after_s)
         try:
-            samples = await self.peers.samples(self.config.trng_samples)
+            samples = await self.peers.samples(self.config.trng_samples, base=controller.url)
         except PeerUnavailableError as exc:
+            controller.breaker.release(permit)
+            controller.last_ok = False
+            controller.counters["polls_unavailable"] += 1
             self.counters["trng_poll_unavailable"] += 1
-            return max(self.config.trng_interval_s, exc.retry_after_s)
+            return max(interval, exc.retry_after_s)
         except PeerError as exc:
-            self._failed("trng_poll", exc)
-            return self.config.trng_interval_s
-        good = await anyio.to_thread.run_sync(self.quality.admit, samples)
+            controller.breaker.failure(permit)
+            controller.last_ok = False
+            controller.counters["polls_failed"] += 1
+            self._failed("trng_poll", exc, controller.url)
+            return interval
+        except BaseException:  # a bug or cancellation: no verdict, but never a lost trial
+            controller.breaker.release(permit)
+            raise
+        controller.breaker.success(permit)
+        controller.last_ok = True
+        good = await anyio.to_thread.run_sync(controller.quality.admit, samples)
         if len(good) < len(samples):
-            self.counters["trng_samples_discarded"] += len(samples) - len(good)
+            discarded = len(samples) - len(good)
+            self.counters["trng_samples_discarded"] += discarded
+            controller.counters["samples_discarded"] += discarded
         await anyio.to_thread.run_sync(lambda: self.store.push("trng", good, polls=1))
-        self._succeeded("trng_poll")
-        return self.config.trng_interval_s
+        controller.counters["polls_ok"] += 1
+        controller.counters["samples_stored"] += len(good)
+        self._succeeded("trng_poll", controller.url)
+        return interval
 
     # -- Fortuna ---------------------------------------------------------------------------------
+
+    def _fortuna_to_poll(self) -> tuple[FortunaInstance, Permit] | None:
+        """The next Fortuna instance (round-robin) that may be asked now, with its breaker's
+        permit; None if every one is waiting (unseeded, failing, or its breaker open)."""
+        now = self.clock.monotonic()
+        count = len(self.fortunas)
+        for offset in range(count):
+            position = (self._next_poll_fortuna + offset) % count
+            fortuna = self.fortunas[position]
+            if now < fortuna.poll_after:
+                continue
+            permit = fortuna.poll_breaker.try_acquire()
+            if permit is None:
+                continue
+            self._next_poll_fortuna = (position + 1) % count
+            return fortuna, permit
+        return None
+
+    def _fortuna_wait(self) -> float:
+        """Until the first Fortuna instance may be asked again (at least the poll interval:
+        nothing is gained by waking earlier)."""
+        now = self.clock.monotonic()
+        waits = [
+            max(fortuna.poll_after - now, fortuna.poll_breaker.retry_after_s)
+            for fortuna in self.fortunas
+        ]
+        return max(self.config.fortuna_interval_s, min(waits))
+
+    def _another_fortuna_ready(self, polled: FortunaInstance) -> bool:
+        now = self.clock.monotonic()
+        return any(
+            fortuna is not polled
+            and now >= fortuna.poll_after
+            and fortuna.poll_breaker.state is not BreakerState.OPEN
+            for fortuna in self.fortunas
+        )
+
+    def _fortuna_request(self, stats: QueueStats, now: float) -> int | float:
+        """How many bytes to ask Fortuna for now (a top-up or a regular item), or a float:
+        the seconds to wait first."""
+        topup_items = TOPUP_REQUEST_BYTES // TOPUP_ITEM_BYTES
+        low = stats.bytes < self.config.fortuna_low_water
+        if low and stats.items + topup_items <= stats.capacity:
+            return TOPUP_REQUEST_BYTES
+        if now < self._next_fortuna_poll:
+            return self._next_fortuna_poll - now
+        if stats.items < stats.capacity:
+            return FORTUNA_ITEM_BYTES
+        return float(self.config.fortuna_interval_s)
+
+    def _fortuna_poll_regained(self) -> None:
+        self._next_fortuna_poll = self.clock.monotonic()
 
     async def poll_fortuna(self) -> float:
         """A top-up while the queue is low (0: continue at once), else the regular poll when
         it is due; the seconds until the next step. Woken early by a request, it tops up but
-        does not poll ahead of the interval."""
+        does not poll ahead of the interval. The Fortuna instances take turns; one that is
+        unseeded, failing or whose breaker is open is skipped."""
+        waiting = self._lease_wait(FORTUNA_POLL, self._fortuna_poll_regained)
+        if waiting is not None:
+            return waiting
         stats = await anyio.to_thread.run_sync(self.store.stats, "fortuna")
-        topup_items = TOPUP_REQUEST_BYTES // TOPUP_ITEM_BYTES
-        low = stats.bytes < self.config.fortuna_low_water
         now = self.clock.monotonic()
-        if low and stats.items + topup_items <= stats.capacity:
-            size, piece = TOPUP_REQUEST_BYTES, TOPUP_ITEM_BYTES
-        elif now < self._next_fortuna_poll:
-            return self._next_fortuna_poll - now
-        elif stats.items < stats.capacity:
-            size, piece = FORTUNA_ITEM_BYTES, FORTUNA_ITEM_BYTES
+        size = self._fortuna_request(stats, now)
+        if isinstance(size, float):
+            return size
+        piece = TOPUP_ITEM_BYTES if size == TOPUP_REQUEST_BYTES else FORTUNA_ITEM_BYTES
+        chosen = self._fortuna_to_poll()
+        if chosen is None:
+            self.counters["fortuna_poll_no_instance"] += 1
+            return self._fortuna_wait()
+        fortuna, permit = chosen
+        if size == FORTUNA_ITEM_BYTES:
             self._next_fortuna_poll = now + self.config.fortuna_interval_s
-        else:
-            return self.config.fortuna_interval_s
         try:
-            data = await self.peers.fortuna_bytes(size)
+            data = await self.peers.fortuna_bytes(size, base=fortuna.url)
         except PeerUnavailableError as exc:
+            fortuna.poll_breaker.release(permit)
+            fortuna.last_ok = False
+            fortuna.counters["polls_unavailable"] += 1
             self.counters["fortuna_poll_unavailable"] += 1
             if NOT_SEEDED in str(exc):
-                self.fortuna_lost_its_seed()
-            return max(self.config.fortuna_interval_s, min(exc.retry_after_s, 1.0))
+                fortuna.lost_its_seed()
+            delay = max(self.config.fortuna_interval_s, min(exc.retry_after_s, 1.0))
+            fortuna.poll_after = now + delay
+            return 0.0 if self._another_fortuna_ready(fortuna) else delay
         except PeerError as exc:
-            self._failed("fortuna_poll", exc)
+            fortuna.poll_breaker.failure(permit)
+            fortuna.last_ok = False
+            fortuna.counters["polls_failed"] += 1
+            self._failed("fortuna_poll", exc, fortuna.url)
+            fortuna.poll_after = now + self.config.fortuna_interval_s
+            if size == TOPUP_REQUEST_BYTES and self._another_fortuna_ready(fortuna):
+                return 0.0
             return self.config.fortuna_interval_s
+        except BaseException:
+            fortuna.poll_breaker.release(permit)
+            raise
+        fortuna.poll_breaker.success(permit)
+        fortuna.last_ok = True
         items = [data[i : i + piece] for i in range(0, len(data), piece)]
         await anyio.to_thread.run_sync(lambda: self.store.push("fortuna", items, polls=1))
-        self._succeeded("fortuna_poll")
+        fortuna.counters["polls_ok"] += 1
+        fortuna.counters["bytes_stored"] += len(data)
+        self._succeeded("fortuna_poll", fortuna.url)
         if size == TOPUP_REQUEST_BYTES:
             self.counters["fortuna_topups"] += 1
+            fortuna.counters["topups"] += 1
             return 0.0
         return self.config.fortuna_interval_s
 
-    async def seed_fortuna(self) -> float:
-        """One seeding round; the seconds until the next.
+    def _seed_regained(self, fortuna: FortunaInstance) -> Callable[[], None]:
+        def regained() -> None:
+            # another API instance seeded it meanwhile, or nobody did: a first round is
+            # right either way (a seeded Fortuna simply takes it as a reseed)
+            fortuna.seeded = False
+            fortuna.first_seed_attempts = 0
 
-        The samples are fetched and gated before the breaker is asked: a controller that
-        cannot deliver says nothing about Fortuna, so only the ``POST /seed`` is judged.
-        Until the first round succeeds, rounds repeat after 1, 2, 4 ... seconds (at most the
-        interval) and do not feed the breaker: the peers may still be starting.
+        return regained
+
+    async def seed_fortuna(self, index: int = 0) -> float:
+        """One seeding round for Fortuna instance ``index``; the seconds until its next.
+
+        The samples are fetched fresh for this round and this instance alone (from the next
+        usable controller, round-robin), so no two Fortunas ever get the same seed material.
+        They are fetched and gated before the breaker is asked: a controller that cannot
+        deliver says nothing about Fortuna, so only the ``POST /seed`` is judged. Until the
+        first round succeeds, rounds repeat after 1, 2, 4 ... seconds (at most the interval)
+        and do not feed the breaker: the peers may still be starting.
         """
-        first = not self.fortuna_seeded
+        fortuna = self.fortunas[index]
+        waiting = self._lease_wait(fortuna_seed_lease(fortuna.url), self._seed_regained(fortuna))
+        if waiting is not None:
+            return waiting
+        first = not fortuna.seeded
         interval = self.config.fortuna_seed_interval_s
+        breaker = fortuna.seed_breaker
         if first:
-            retry = min(interval, FIRST_SEED_RETRY_S * 2.0**self._first_seed_attempts)
-            self._first_seed_attempts += 1
+            retry = min(interval, FIRST_SEED_RETRY_S * 2.0**fortuna.first_seed_attempts)
+            fortuna.first_seed_attempts += 1
         else:
             retry = interval
-        if not first and self.fortuna_breaker.state is BreakerState.OPEN:
+        if not first and breaker.state is BreakerState.OPEN:
             self.counters["fortuna_seed_refused"] += 1
-            return max(interval, self.fortuna_breaker.retry_after_s)
-        seeds = await self._gated_samples(first, retry)
+            fortuna.counters["seed_refused"] += 1
+            return max(interval, breaker.retry_after_s)
+        seeds = await self._gated_samples(first, retry, fortuna)
         if not isinstance(seeds, list):
             return seeds
-        permit = None if first else self.fortuna_breaker.try_acquire()
+        permit = None if first else breaker.try_acquire()
         if not first and permit is None:
             self.counters["fortuna_seed_refused"] += 1
-            return max(interval, self.fortuna_breaker.retry_after_s)
+            fortuna.counters["seed_refused"] += 1
+            return max(interval, breaker.retry_after_s)
         try:
-            answer = await self.peers.seed_fortuna(seeds)
+            answer = await self.peers.seed_fortuna(seeds, base=fortuna.url)
         except PeerUnavailableError as exc:
             if permit is not None:
-                self.fortuna_breaker.release(permit)
+                breaker.release(permit)
             self.counters["fortuna_seed_unavailable"] += 1
+            fortuna.counters["seed_unavailable"] += 1
             return min(exc.retry_after_s, retry) if first else max(retry, exc.retry_after_s)
         except PeerError as exc:
             if permit is not None:
-                self.fortuna_breaker.failure(permit)
-            self._failed("fortuna_seed", exc)
+                breaker.failure(permit)
+            fortuna.last_ok = False
+            fortuna.counters["seed_failed"] += 1
+            self._failed("fortuna_seed", exc, fortuna.url)
             return retry
         except BaseException:  # a bug or cancellation: no verdict, but never a lost trial
             if permit is not None:
-                self.fortuna_breaker.release(permit)
+                breaker.release(permit)
             raise
         if permit is not None:
-            self.fortuna_breaker.success(permit)
-        self.fortuna_seeded = True
-        self._first_seed_attempts = 0
-        self.last_fortuna_seed = self.clock.monotonic()
-        status = answer.get("status")
-        self.fortuna_status = status if isinstance(status, str) else None
-        self.counters["fortuna_seed_samples"] += len(seeds)
-        self._succeeded("fortuna_seed")
+            breaker.success(permit)
+        self._seeded(fortuna, len(seeds), answer)
         return interval
 
-    async def _gated_samples(self, first: bool, retry: float) -> list[bytes] | float:
+    def _seeded(self, fortuna: FortunaInstance, samples: int, answer: dict[str, object]) -> None:
+        fortuna.seeded = True
+        fortuna.last_ok = True
+        fortuna.first_seed_attempts = 0
+        fortuna.last_seed = self.clock.monotonic()
+        fortuna.poll_after = -math.inf  # seeded now: the poller may ask it again at once
+        status = answer.get("status")
+        fortuna.status = status if isinstance(status, str) else None
+        self.counters["fortuna_seed_samples"] += samples
+        fortuna.counters["seed_rounds_ok"] += 1
+        fortuna.counters["seed_samples"] += samples
+        self._succeeded("fortuna_seed", fortuna.url)
+
+    def _seed_controller(self) -> ControllerInstance | None:
+        """The next controller (round-robin) whose poll breaker is not open."""
+        count = len(self.controllers)
+        for offset in range(count):
+            position = (self._next_seed_controller + offset) % count
+            controller = self.controllers[position]
+            if controller.breaker.state is not BreakerState.OPEN:
+                self._next_seed_controller = (position + 1) % count
+                return controller
+        return None
+
+    async def _gated_samples(
+        self, first: bool, retry: float, fortuna: FortunaInstance
+    ) -> list[bytes] | float:
         """Fresh controller samples that pass the seed gate, or the delay before a retry."""
         count = self.config.fortuna_seed_samples
         if first:
             count = max(MIN_FIRST_SEED_SAMPLES, count)
+        controller = self._seed_controller()
+        if controller is None:
+            fortuna.counters["seed_failed"] += 1
+            problem = PeerError("controller", "every controller instance's breaker is open")
+            self._failed("fortuna_seed", problem, fortuna.url)
+            return retry
         try:
-            samples = await self.peers.samples(count)
+            samples = await self.peers.samples(count, base=controller.url)
         except PeerUnavailableError as exc:
             self.counters["fortuna_seed_unavailable"] += 1
+            fortuna.counters["seed_unavailable"] += 1
             return min(exc.retry_after_s, retry) if first else max(retry, exc.retry_after_s)
         except PeerError as exc:
-            self._failed("fortuna_seed", exc)
+            fortuna.counters["seed_failed"] += 1
+            self._failed("fortuna_seed", exc, fortuna.url)
             return retry
+        controller.counters["seed_samples_fetched"] += len(samples)
         seeds = [sample for sample in samples if _gate(sample)]
         self.counters["fortuna_seed_gated_out"] += len(samples) - len(seeds)
         if len(seeds) < (MIN_FIRST_SEED_SAMPLES if first else 1):
-            self._failed("fortuna_seed", PeerError("controller", "too few samples passed the gate"))
+            fortuna.counters["seed_failed"] += 1
+            problem = PeerError("controller", "too few samples passed the gate")
+            self._failed("fortuna_seed", problem, fortuna.url)
             return retry
         return seeds
-
-    def fortuna_lost_its_seed(self) -> None:
-        """Fortuna answered "not seeded" (it restarted without a seed file): the next round
-        is a first round again, at once. Only the change wakes the seeding job: while Fortuna
-        stays unseeded every poll says so, and the first-round back-off must still hold."""
-        if not self.fortuna_seeded:
-            return
-        log.warning("Fortuna is no longer seeded (restarted?): seeding it again now")
-        self.fortuna_seeded = False
-        self._first_seed_attempts = 0
-        self.fortuna_seed_wake.set()
 
     # -- VirtIO ----------------------------------------------------------------------------------
 
@@ -335,6 +614,9 @@ class Background:
         poll = self.config.virtio_poll_s
         if self.peers.virtio is None:
             return max(poll, 1.0)
+        waiting = self._lease_wait(VIRTIO_SEED)
+        if waiting is not None:
+            return waiting
         now = self.clock.monotonic()
         periodic = now >= self._next_virtio_round
         if periodic:
@@ -401,6 +683,7 @@ class Background:
         return first + rest
 
     def breakers(self) -> dict[str, BreakerSnapshot]:
+        """The seeding breakers (Fortuna's: the first instance's)."""
         return {
             "fortuna": self.fortuna_breaker.snapshot(),
             "virtio": self.virtio_breaker.snapshot(),

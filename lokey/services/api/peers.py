@@ -74,8 +74,10 @@ def _error_text(response: httpx.Response) -> str:
 
 
 class Peers:
-    """One ``httpx.AsyncClient`` (created by the app's lifespan) and the three base URLs.
+    """One ``httpx.AsyncClient`` (created by the app's lifespan) and the peers' base URLs.
 
+    ``controller`` and ``fortuna`` take one base URL or several (``CONTROLLER_ADDR`` and
+    ``FORTUNA_ADDR`` lists); the calls take the instance's ``base``, by default the first.
     ``virtio`` None: VirtIO is disabled (``VIRTIO_ADDR=``); its calls raise PeerError.
     """
 
@@ -83,14 +85,24 @@ class Peers:
         self,
         client: httpx.AsyncClient,
         *,
-        controller: str,
-        fortuna: str,
+        controller: str | Sequence[str],
+        fortuna: str | Sequence[str],
         virtio: str | None,
     ) -> None:
         self._client = client
-        self.controller = controller
-        self.fortuna = fortuna
+        self.controllers = (controller,) if isinstance(controller, str) else tuple(controller)
+        self.fortunas = (fortuna,) if isinstance(fortuna, str) else tuple(fortuna)
+        if not self.controllers or not self.fortunas:
+            raise ValueError("at least one controller and one Fortuna base URL")
         self.virtio = virtio
+
+    @property
+    def controller(self) -> str:
+        return self.controllers[0]
+
+    @property
+    def fortuna(self) -> str:
+        return self.fortunas[0]
 
     async def _call(
         self,
@@ -134,14 +146,14 @@ class Peers:
 
     # -- controller ------------------------------------------------------------------------------
 
-    async def samples(self, count: int) -> list[bytes]:
-        """``count`` fresh 32-byte TRNG samples (one or more ``/generate`` calls)."""
+    async def samples(self, count: int, *, base: str | None = None) -> list[bytes]:
+        """``count`` fresh 32-byte TRNG samples (one or more ``/generate`` calls) from the
+        controller at ``base`` (default: the first)."""
+        base = self.controller if base is None else base
         out: list[bytes] = []
         while len(out) < count:
             n = min(MAX_SAMPLES_PER_CALL, count - len(out))
-            response = await self._call(
-                "controller", "GET", f"{self.controller}/generate?count={n}"
-            )
+            response = await self._call("controller", "GET", f"{base}/generate?count={n}")
             data = self._json("controller", response).get("data")
             texts = [data] if n == 1 else data
             if not isinstance(texts, list) or len(texts) != n:
@@ -158,19 +170,21 @@ class Peers:
 
     # -- Fortuna ---------------------------------------------------------------------------------
 
-    async def fortuna_bytes(self, size: int) -> bytes:
+    async def fortuna_bytes(self, size: int, *, base: str | None = None) -> bytes:
         """``size`` bytes from Fortuna's ``/generate`` in raw form (spec §3, LoKey's binary)."""
-        response = await self._call(
-            "fortuna", "GET", f"{self.fortuna}/generate?size={size}&format=binary"
-        )
+        base = self.fortuna if base is None else base
+        response = await self._call("fortuna", "GET", f"{base}/generate?size={size}&format=binary")
         if len(response.content) != size:
             raise PeerError("fortuna", f"expected {size} bytes, got {len(response.content)}")
         return response.content
 
-    async def seed_fortuna(self, seeds: Sequence[bytes]) -> dict[str, object]:
+    async def seed_fortuna(
+        self, seeds: Sequence[bytes], *, base: str | None = None
+    ) -> dict[str, object]:
         """``POST /seed``; Fortuna's answer (``status`` reseeded / accepted)."""
+        base = self.fortuna if base is None else base
         body = {"seeds": [seed.hex() for seed in seeds]}
-        response = await self._call("fortuna", "POST", f"{self.fortuna}/seed", json_body=body)
+        response = await self._call("fortuna", "POST", f"{base}/seed", json_body=body)
         return self._json("fortuna", response)
 
     # -- VirtIO ----------------------------------------------------------------------------------
@@ -205,9 +219,12 @@ class Peers:
 
     # -- health ----------------------------------------------------------------------------------
 
-    async def healthy(self, peer: str) -> bool:
+    async def healthy(self, peer: str, base: str | None = None) -> bool:
         """``GET {addr}/health`` answered 200 (spec §1.7); False for VirtIO when disabled."""
-        base = {"controller": self.controller, "fortuna": self.fortuna, "virtio": self.virtio}[peer]
+        if base is None:
+            base = {"controller": self.controller, "fortuna": self.fortuna, "virtio": self.virtio}[
+                peer
+            ]
         if base is None:
             return False
         try:
@@ -216,7 +233,22 @@ class Peers:
             return False
         return True
 
+    async def instance_health(self) -> dict[str, dict[str, bool]]:
+        """Every controller and Fortuna instance's ``/health``, all asked at once (so the
+        answer still comes within STATUS_TIMEOUT_S), by base URL."""
+        calls = [("controller", url) for url in self.controllers]
+        calls += [("fortuna", url) for url in self.fortunas]
+        results = await asyncio.gather(*(self.healthy(peer, url) for peer, url in calls))
+        out: dict[str, dict[str, bool]] = {"controller": {}, "fortuna": {}}
+        for (peer, url), ok in zip(calls, results, strict=True):
+            out[peer][url] = ok
+        return out
+
     async def health(self) -> dict[str, bool]:
-        names = ("controller", "fortuna", "virtio")
-        results = await asyncio.gather(*(self.healthy(name) for name in names))
-        return dict(zip(names, results, strict=True))
+        """Per peer: True when every instance of it answered 200."""
+        instances, virtio = await asyncio.gather(self.instance_health(), self.healthy("virtio"))
+        return {
+            "controller": all(instances["controller"].values()),
+            "fortuna": all(instances["fortuna"].values()),
+            "virtio": virtio,
+        }

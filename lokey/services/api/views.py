@@ -8,10 +8,10 @@ them, so the reference's field names and types live in one place.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -21,12 +21,19 @@ from lokey.quality.health import HealthSnapshot
 from lokey.quality.legacy import LegacySnapshot
 from lokey.store import SOURCES, DatabaseInfo, QueueStats, Usage
 
+if TYPE_CHECKING:
+    from lokey.services.api.background import ControllerInstance, FortunaInstance
+
 __all__ = [
     "MEMORY_DATABASE",
+    "InstanceScrape",
     "Scrape",
     "ScrapeCollector",
     "VirtioLevel",
+    "breaker_view",
+    "controller_instance_view",
     "database_view",
+    "fortuna_instance_view",
     "health_tests_view",
     "human_size",
     "queue_view",
@@ -155,6 +162,37 @@ def breaker_view(snapshot: BreakerSnapshot) -> dict[str, object]:
     }
 
 
+def controller_instance_view(controller: ControllerInstance) -> dict[str, object]:
+    """One controller instance in ``/status``'s ``instances.controller``: its own health
+    tests (one noise source each), legacy metrics, poll breaker and counters."""
+    quality = controller.quality
+    return {
+        "up": controller.up,
+        "health_tests": health_tests_view(
+            quality.health(),
+            batches_rejected=quality.batches_rejected,
+            last_failure=quality.last_failure,
+        ),
+        "trng_quality": quality.legacy().to_dict(),
+        "breaker": breaker_view(controller.breaker.snapshot()),
+        "counters": dict(sorted(controller.counters.items())),
+    }
+
+
+def fortuna_instance_view(fortuna: FortunaInstance, now: float) -> dict[str, object]:
+    """One Fortuna instance in ``/status``'s ``instances.fortuna``."""
+    age = None if fortuna.last_seed is None else round(now - fortuna.last_seed, 3)
+    return {
+        "up": fortuna.up,
+        "seeded": fortuna.seeded,
+        "last_round_age_s": age,
+        "last_status": fortuna.status,
+        "breaker": breaker_view(fortuna.seed_breaker.snapshot()),
+        "poll_breaker": breaker_view(fortuna.poll_breaker.snapshot()),
+        "counters": dict(sorted(fortuna.counters.items())),
+    }
+
+
 def usage_view(usage: Usage) -> dict[str, object]:
     return {
         "bytes": usage.bytes,
@@ -171,6 +209,18 @@ def usage_view(usage: Usage) -> dict[str, object]:
 
 
 @dataclass(frozen=True)
+class InstanceScrape:
+    """One controller or Fortuna instance in ``/metrics`` (label ``instance``: its URL)."""
+
+    peer: str
+    url: str
+    up: bool | None  # None: another API instance calls it (not shown)
+    breakers: Mapping[str, BreakerSnapshot]
+    counters: Counter[str]
+    seeded: bool | None = None
+
+
+@dataclass(frozen=True)
 class Scrape:
     """Everything one ``/metrics`` answer shows, gathered before it is rendered."""
 
@@ -184,6 +234,9 @@ class Scrape:
     bytes_served: Counter[str]
     background: Counter[str]
     breakers: Mapping[str, BreakerSnapshot]
+    health_failures: int | None = None  # summed over the controllers; None: health.failures
+    instances: Sequence[InstanceScrape] = ()
+    leases: Mapping[str, bool] = field(default_factory=dict)
 
 
 _BREAKER_CODES: Final = {"closed": 0, "open": 1, "half_open": 2}
@@ -248,7 +301,7 @@ class ScrapeCollector(Collector):
         yield CounterMetricFamily(
             "lokey_api_health_test_failures",
             "SP 800-90B RCT/APT failures on polled TRNG bytes",
-            value=s.health.failures,
+            value=s.health.failures if s.health_failures is None else s.health_failures,
         )
         yield CounterMetricFamily(
             "lokey_api_trng_batches_rejected",
@@ -275,3 +328,58 @@ class ScrapeCollector(Collector):
         for target, snapshot in sorted(s.breakers.items()):
             breakers.add_metric([target], _BREAKER_CODES[snapshot.state.value])
         yield breakers
+        yield from self._instances()
+        held = GaugeMetricFamily(
+            "lokey_api_lease_held",
+            "1 while this API instance holds the job's lease (runs it), else 0",
+            labels=["job"],
+        )
+        for job, holds in sorted(s.leases.items()):
+            held.add_metric([job], 1 if holds else 0)
+        yield held
+
+    def _instances(self) -> Iterator[Metric]:
+        s = self._scrape
+        up = GaugeMetricFamily(
+            "lokey_api_instance_up",
+            "1 if the controller or Fortuna instance's last call worked and its breaker is "
+            "not open",
+            labels=["peer", "instance"],
+        )
+        breaker = GaugeMetricFamily(
+            "lokey_api_instance_breaker_state",
+            "Per-instance circuit breaker: 0 closed, 1 open, 2 half-open",
+            labels=["peer", "instance", "breaker"],
+        )
+        seeded = GaugeMetricFamily(
+            "lokey_api_fortuna_instance_seeded",
+            "1 once this API instance has seeded the Fortuna instance",
+            labels=["instance"],
+        )
+        stored = CounterMetricFamily(
+            "lokey_api_trng_samples_stored",
+            "TRNG samples stored in the queue, by controller instance",
+            labels=["instance"],
+        )
+        events = CounterMetricFamily(
+            "lokey_api_instance_events",
+            "Polling and seeding outcomes by controller or Fortuna instance",
+            labels=["peer", "instance", "event"],
+        )
+        for item in s.instances:
+            if item.up is not None:
+                up.add_metric([item.peer, item.url], 1 if item.up else 0)
+            for name, snapshot in sorted(item.breakers.items()):
+                code = _BREAKER_CODES[snapshot.state.value]
+                breaker.add_metric([item.peer, item.url, name], code)
+            if item.seeded is not None:
+                seeded.add_metric([item.url], 1 if item.seeded else 0)
+            if item.peer == "controller":
+                stored.add_metric([item.url], item.counters["samples_stored"])
+            for event, n in sorted(item.counters.items()):
+                events.add_metric([item.peer, item.url, event], n)
+        yield up
+        yield breaker
+        yield seeded
+        yield stored
+        yield events
