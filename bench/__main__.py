@@ -51,6 +51,7 @@ NAMES = (  # the order they run in: quick in-process ones first, whole stacks la
     "bench_battery",
     "bench_store",
     "bench_api",
+    "bench_scale",
     "bench_memory",
 )
 

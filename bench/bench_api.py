@@ -22,7 +22,7 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,16 +59,22 @@ class Load:
 
 
 def load(
-    url: str, body: dict[str, object], clients: int = CLIENTS, duration_s: float = DURATION_S
+    url: str | Sequence[str],
+    body: dict[str, object],
+    clients: int = CLIENTS,
+    duration_s: float = DURATION_S,
 ) -> Load:
-    """``clients`` threads posting ``body`` for ``duration_s``."""
+    """``clients`` threads posting ``body`` for ``duration_s``; with several URLs (API
+    instances behind one store) the clients are spread over them in turn."""
+    urls = [url] if isinstance(url, str) else list(url)
     counts = [[0, 0, 0] for _ in range(clients)]
     stop = time.perf_counter() + duration_s
 
-    def client(slot: list[int]) -> None:
+    def client(index: int) -> None:
+        slot, target = counts[index], urls[index % len(urls)]
         with httpx.Client(timeout=30) as http:
             while time.perf_counter() < stop:
-                response = http.post(url, json=body)
+                response = http.post(target, json=body)
                 if response.status_code == 200:
                     slot[0] += 1
                     slot[2] += len(response.content)
@@ -76,10 +82,10 @@ def load(
                     slot[1] += 1
                     time.sleep(0.001)
                 else:
-                    raise RuntimeError(f"{url}: HTTP {response.status_code} {response.text}")
+                    raise RuntimeError(f"{target}: HTTP {response.status_code} {response.text}")
 
     start = time.perf_counter()
-    threads = [threading.Thread(target=client, args=(slot,)) for slot in counts]
+    threads = [threading.Thread(target=client, args=(index,)) for index in range(clients)]
     for thread in threads:
         thread.start()
     for thread in threads:
