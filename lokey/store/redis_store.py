@@ -88,7 +88,7 @@ from lokey.store.url import check_redis_prefix, parse_store_url
 from lokey.store.usage import HOUR
 from lokey.store.writer import HEALTH_TIMEOUT
 
-__all__ = ["LAYOUT_VERSION", "RedisStore", "make_client"]
+__all__ = ["LAYOUT_VERSION", "RedisStore", "make_client", "restart_can_roll_back"]
 
 # Bumped when the key layout changes; a store refuses a layout it does not know.
 LAYOUT_VERSION: Final = b"lokey-redis-1"
@@ -406,11 +406,8 @@ class RedisStore:
                 config,
             )
             return
-        aof = config.get("appendonly") == "yes"
-        if aof and config.get("appendfsync") == "always":
+        if not restart_can_roll_back(config):
             return
-        if not aof and not config.get("save", "").strip():
-            return  # no persistence: a restart empties the queues, nothing is served twice
         log.warning(
             "%s persists with save=%r appendonly=%s appendfsync=%s: a Redis restart can roll"
             " the queues back to before bytes were consumed, and they would be served again"
@@ -424,6 +421,16 @@ class RedisStore:
 
     def __repr__(self) -> str:
         return f"RedisStore({self._display!r}, prefix={self._prefix!r})"
+
+
+def restart_can_roll_back(config: Mapping[str, str]) -> bool:
+    """Whether a Redis with these ``CONFIG GET`` values (``save``, ``appendonly``,
+    ``appendfsync``) can restart at a state from before consumptions it acknowledged."""
+    aof = config.get("appendonly") == "yes"
+    if aof:
+        return config.get("appendfsync") != "always"
+    # no persistence at all: a restart empties the queues, nothing is served twice
+    return bool(config.get("save", "").strip())
 
 
 def _text(value: object) -> str:
