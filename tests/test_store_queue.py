@@ -501,6 +501,34 @@ def test_database_info(factory: StoreFactory) -> None:
     assert grown < 64 << 20
 
 
+# -- leases ---------------------------------------------------------------------------------------
+
+
+def test_two_openers_hold_a_lease_exclusively_only_where_the_store_is_shared(
+    factory: StoreFactory,
+) -> None:
+    """Redis: two API instances on one prefix, one holder at a time. LMDB and memory are one
+    process's own: every caller is granted every lease (there is nobody to share a job with)."""
+    first = factory.open()
+    second = factory.open() if factory.kind == "redis" else first
+    assert first.shared is (factory.kind == "redis")
+    assert first.lease("trng-poll http://pi-1:8081", "a", 5)
+    assert second.lease("trng-poll http://pi-1:8081", "b", 5) is not first.shared
+    first.release_lease("trng-poll http://pi-1:8081", "a")
+    assert second.lease("trng-poll http://pi-1:8081", "b", 5)
+
+
+@pytest.mark.parametrize(
+    ("name", "holder", "ttl_s"),
+    [("", "a", 5), ("x" * 201, "a", 5), ("job", "", 5), ("job", "a", 0.01), ("job", "a", True)],
+)
+def test_lease_arguments_are_checked_by_every_store(
+    store: QueueStore, name: str, holder: str, ttl_s: float
+) -> None:
+    with pytest.raises(ValueError, match=r"lease|ttl_s"):
+        store.lease(name, holder, ttl_s)
+
+
 # -- close ----------------------------------------------------------------------------------------
 
 

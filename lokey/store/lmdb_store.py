@@ -81,15 +81,14 @@ from lokey.errors import StoreClosedError, StoreError
 from lokey.store import queue
 from lokey.store.base import (
     DEFAULT_CAPACITY,
-    MIN_LEASE_S,
     SOURCES,
     DatabaseInfo,
+    ProcessLocalLeases,
     QueueStats,
     Source,
     Usage,
     check_capacity,
     check_items,
-    check_lease,
     check_polls,
     check_source,
     check_take,
@@ -211,7 +210,7 @@ class _LmdbTable:
         return sum(len(value) for _, value in kept)
 
 
-class LmdbStore:
+class LmdbStore(ProcessLocalLeases):
     """Both queues in one LMDB file; see the module docstring for durability and layout."""
 
     def __init__(
@@ -414,18 +413,6 @@ class LmdbStore:
             )
         except StoreError:
             return False
-
-    @property
-    def shared(self) -> bool:
-        return False  # one process owns this store
-
-    def lease(self, name: str, holder: str, ttl_s: float) -> bool:
-        """Always granted: no other process uses this store."""
-        check_lease(name, holder, ttl_s)
-        return True
-
-    def release_lease(self, name: str, holder: str) -> None:
-        check_lease(name, holder, MIN_LEASE_S)
 
     def close(self) -> None:
         with self._close_lock:

@@ -21,15 +21,14 @@ from lokey.store import queue
 from lokey.store.base import (
     DEFAULT_CAPACITY,
     MEMORY_PATH,
-    MIN_LEASE_S,
     SOURCES,
     DatabaseInfo,
+    ProcessLocalLeases,
     QueueStats,
     Source,
     Usage,
     check_capacity,
     check_items,
-    check_lease,
     check_polls,
     check_source,
     check_take,
@@ -88,7 +87,7 @@ class _DictTable:
         return sum(map(len, map(itemgetter(1), kept)))
 
 
-class MemoryStore:
+class MemoryStore(ProcessLocalLeases):
     """Both queues in process memory; every method takes one lock."""
 
     def __init__(
@@ -187,18 +186,6 @@ class MemoryStore:
             return not self._closed
         finally:
             self._lock.release()
-
-    @property
-    def shared(self) -> bool:
-        return False  # one process owns this store
-
-    def lease(self, name: str, holder: str, ttl_s: float) -> bool:
-        """Always granted: no other process uses this store."""
-        check_lease(name, holder, ttl_s)
-        return True
-
-    def release_lease(self, name: str, holder: str) -> None:
-        check_lease(name, holder, MIN_LEASE_S)
 
     def close(self) -> None:
         with self._lock:
