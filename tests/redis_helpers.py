@@ -107,13 +107,15 @@ def _answers(port: int) -> bool:
         return False
 
 
-def start_redis_server(*extra: str) -> RedisServer:
-    """A private redis-server (the caller kills it); ``extra`` are more command-line options."""
+def start_redis_server(*extra: str, port: int | None = None) -> RedisServer:
+    """A private redis-server (the caller kills it); ``extra`` are more command-line options.
+    ``port``: that port (a server started again where an earlier one ran), else a free one."""
     binary = require_redis_server()
+    fixed = port
     failures: list[str] = []
     for _ in range(_ATTEMPTS):
         directory = Path(tempfile.mkdtemp(prefix="lokey-redis-"))
-        port = _free_port()
+        port = _free_port() if fixed is None else fixed
         # argv options: redis-server accepts `--name value` pairs after an (absent) config file
         args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
         args += ["--appendonly", "no", "--dir", str(directory), *extra]

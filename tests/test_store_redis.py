@@ -596,9 +596,10 @@ def test_parse_store_url_accepts(text: str, expected: StoreUrl, display: str | N
         ("lmdb:///a?b", "lmdb:// needs a path and nothing else"),
         ("memory://x", "memory:// takes nothing"),
         ("ftp://h", "unknown store scheme 'ftp'"),
-        ("redis://h:port", "bad Redis URL"),
-        ("redis://h:70000", "bad Redis URL"),
+        ("redis://h:port", "the Redis port must be a number from 1 to 65535"),
+        ("redis://h:70000", "the Redis port must be a number from 1 to 65535"),
         ("redis://h:0/0", "the Redis port must be 1..65535"),
+        ("redis://:a/b@h/0", "percent-encode them"),
         ("redis://h/0#f", "takes no #fragment"),
         ("redis://h/0?x", "not name=value pairs"),
         ("redis://h/0?prefix=a&prefix=b", "given twice"),
@@ -618,7 +619,15 @@ def test_parse_store_url_names_the_problem(text: str, message: str) -> None:
 
 
 def test_parse_store_url_errors_never_show_the_password() -> None:
-    for text in ("redis://:s3cret@h:port/0", "redis://u:s3cret@h/0?foo=1", "redis://:s3cret@/0"):
+    for text in (
+        "redis://:s3cret@h:port/0",
+        "redis://u:s3cret@h/0?foo=1",
+        "redis://:s3cret@/0",
+        # "/", "?" or "#" in a password (base64 has "/") would end the authority early
+        "redis://:Zm9v/s3cret+dG9r=@redis.lan:6379/0",
+        "redis://:s3cret?x=1@h/0",
+        "redis://:s3c#ret@h/0",
+    ):
         with pytest.raises(ValueError, match="Redis") as caught:
             parse_store_url(text)
         assert "s3cret" not in str(caught.value)
@@ -681,3 +690,63 @@ def test_resize_runs_one_bounded_script_per_chunk(
         assert store.stats("trng").items == 50
     finally:
         store.close()
+
+
+# -- a server that lost the store -------------------------------------------------------------
+
+
+def test_after_a_restart_without_persistence_the_store_recreates_empty_queues(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Every instance keeps working once the server is back (nothing to serve twice: the
+    queues are empty), and health says so only once the store is there again."""
+    server = start_redis_server()
+    port = server.port
+    try:
+        first, second = (RedisStore(server.url, prefix="p") for _ in "ab")
+        first.push("trng", [b"x" * 32, b"y" * 32])
+        server.kill()
+        with pytest.raises(StoreError):
+            first.take("trng", 32)  # the server is gone: nothing is served
+        server = start_redis_server(port=port)  # back, empty
+        assert not first.healthy()  # answering, but without the store
+        with caplog.at_level(logging.WARNING, logger="lokey.store"):
+            with pytest.raises(NotEnoughDataError):
+                second.take("trng", 1)
+            assert second.stats("trng").capacity == 1_000_000
+            first.push("trng", [b"z" * 32])
+        recreated = [r for r in caplog.records if "lost the queue store" in r.getMessage()]
+        assert len(recreated) == 1  # of two instances noticing, one recreated
+        assert second.take("trng", 32) == b"z" * 32
+        assert first.healthy()
+        first.close()
+        second.close()
+    finally:
+        server.kill()
+
+
+def test_leftover_items_without_their_counters_are_dropped_never_served(
+    raw: redis.Redis, prefix: str
+) -> None:
+    store = RedisStore(redis_url(), prefix=prefix)
+    store.push("fortuna", [b"old" * 11])
+    tag = "{" + prefix + "}"
+    raw.delete(f"{tag}:format", f"{tag}:fortuna:meta", f"{tag}:trng:meta")  # items survive
+    with pytest.raises(NotEnoughDataError):
+        store.take("fortuna", 1)
+    assert raw.llen(f"{tag}:fortuna:items") == 0
+    store.close()
+
+
+def test_missing_counters_beside_the_format_key_are_an_error_not_a_fresh_start(
+    raw: redis.Redis, prefix: str
+) -> None:
+    store = RedisStore(redis_url(), prefix=prefix)
+    store.push("trng", [b"a" * 32])
+    raw.delete("{" + prefix + "}:trng:meta")  # the store is there, one record is not
+    with pytest.raises(StoreError, match="missing"):
+        store.take("trng", 32)
+    with pytest.raises(StoreError, match="missing"):
+        store.stats("trng")
+    assert raw.llen("{" + prefix + "}:trng:items") == 1  # nothing dropped behind the error
+    store.close()

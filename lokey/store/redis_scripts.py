@@ -27,6 +27,7 @@ __all__ = [
     "LEASE",
     "META_FIELDS",
     "PUSH",
+    "RECREATE",
     "RELEASE",
     "RESIZE",
     "TAKE",
@@ -161,6 +162,34 @@ for i = 2, #KEYS do
   end
 end
 return {0, ''}
+"""
+)
+
+RECREATE: Final = (
+    _PRELUDE
+    + """
+-- KEYS: format, each queue's meta, then each queue's items and usage; ARGV: layout version,
+-- default capacity. Only when the format key is gone: the server lost the store (restarted
+-- without persistence, flushed). Whatever is left of the queues is dropped, never served (a
+-- byte whose counters are gone cannot be shown to be unserved), and empty queues are created.
+-- One script, so of several instances noticing at once exactly one recreates.
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return 0
+end
+local queues = (#KEYS - 1) / 3
+for i = 2, #KEYS do
+  redis.call('DEL', KEYS[i])
+end
+redis.call('SET', KEYS[1], ARGV[1])
+for i = 2, 1 + queues do
+  local meta = {}
+  for _, name in ipairs(FIELDS) do
+    meta[name] = 0
+  end
+  meta.capacity = tonumber(ARGV[2])
+  save_meta(KEYS[i], meta)
+end
+return 1
 """
 )
 

@@ -58,7 +58,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import redis
 from redis.backoff import NoBackoff
@@ -94,6 +94,7 @@ __all__ = ["LAYOUT_VERSION", "RedisStore", "make_client", "restart_can_roll_back
 LAYOUT_VERSION: Final = b"lokey-redis-1"
 
 log = logging.getLogger("lokey.store")
+T = TypeVar("T")
 
 
 def make_client(url: str, timeout_s: float) -> redis.Redis:
@@ -151,7 +152,9 @@ class RedisStore:
         self._prober = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lokey-health")
         self._probe: concurrent.futures.Future[bool] | None = None
         self._probe_lock = threading.Lock()
+        self._capacity = capacity
         self._init_script = self._client.register_script(redis_scripts.INIT)
+        self._recreate_script = self._client.register_script(redis_scripts.RECREATE)
         self._push_script = self._client.register_script(redis_scripts.PUSH)
         self._take_script = self._client.register_script(redis_scripts.TAKE)
         self._resize_script = self._client.register_script(redis_scripts.RESIZE)
@@ -183,7 +186,7 @@ class RedisStore:
         src = check_source(source)
         data = check_items(items)
         count = check_polls(polls)
-        dropped = self._run(
+        dropped = self._run_queue(
             self._push_script,
             [self._items[src], self._meta[src]],
             [count, queue.DROP_CHUNK, redis_scripts.DROP_ROUND, *data],
@@ -206,7 +209,7 @@ class RedisStore:
         # Read before the script, as MemoryStore does: a failing clock costs nothing. The hour
         # is UsageRecord.add's, computed here so a test's clock decides it.
         hour = math.floor(self._now() / HOUR) * HOUR if account else 0
-        status, value = self._run(
+        status, value = self._run_queue(
             self._take_script,
             [self._items[src], self._meta[src], self._usage[src]],
             [
@@ -230,12 +233,12 @@ class RedisStore:
         size = check_capacity(capacity)
         keys = [self._items[src], self._meta[src]]
         # One bounded drop per script (queue.trim): the server serves others in between.
-        dropped, pending = self._run(
+        dropped, pending = self._run_queue(
             self._resize_script, keys, [size, queue.DROP_CHUNK, redis_scripts.DROP_ROUND]
         )
         total = int(dropped)
         while int(pending):
-            dropped, pending = self._run(
+            dropped, pending = self._run_queue(
                 self._resize_script, keys, ["", queue.DROP_CHUNK, redis_scripts.DROP_ROUND]
             )
             total += int(dropped)
@@ -246,11 +249,16 @@ class RedisStore:
 
     def stats(self, source: Source) -> QueueStats:
         src = check_source(source)
-        values: list[bytes | None] = self._call(
-            lambda: self._client.hmget(self._meta[src], list(redis_scripts.META_FIELDS))
-        )
-        if any(value is None for value in values):
-            raise StoreError(f"{self._where}: the {src} queue's counters are missing")
+
+        def read() -> list[bytes | None]:
+            values: list[bytes | None] = self._call(
+                lambda: self._client.hmget(self._meta[src], list(redis_scripts.META_FIELDS))
+            )
+            if any(value is None for value in values):
+                raise StoreError(f"{self._where}: the {src} queue's counters are missing")
+            return values
+
+        values = self._after_a_lost_store(read)
         meta = queue.QueueMeta(*(int(value or 0) for value in values))
         return meta.stats()
 
@@ -326,8 +334,12 @@ class RedisStore:
             return False
 
     def _ping(self) -> bool:
+        """The server answers and still holds the store (after a restart without persistence
+        the format key is gone until the next queue operation recreates it)."""
         try:
-            return bool(self._call(self._health.ping))
+            return bool(self._call(self._health.ping)) and bool(
+                self._call(lambda: self._health.exists(self._format_key))
+            )
         except StoreError:  # closed, unreachable, or refused
             return False
         except Exception:  # a reply redis-py cannot parse: a probe answers, it never raises
@@ -369,6 +381,46 @@ class RedisStore:
 
     def _run(self, script: Script, keys: list[str], args: list[Any], *, doing: str = "use") -> Any:
         return self._call(lambda: script(keys=keys, args=args), doing=doing)
+
+    def _run_queue(self, script: Script, keys: list[str], args: list[Any]) -> Any:
+        return self._after_a_lost_store(lambda: self._run(script, keys, args))
+
+    def _after_a_lost_store(self, operation: Callable[[], T]) -> T:
+        """``operation()``; if it failed because the server lost the whole store (a restart
+        without persistence, a flush: the format key is gone too), empty queues are created
+        and it runs once more. A failed queue script wrote nothing (every check comes before
+        its first write), so running it again does nothing twice. Counters that are gone while
+        the format key stays are a real disagreement: that error is raised as it is."""
+        try:
+            return operation()
+        except StoreClosedError:
+            raise
+        except StoreError as failure:
+            try:
+                lost = not self._call(lambda: self._client.exists(self._format_key))
+            except StoreError:
+                raise failure from None
+            if not lost:
+                raise
+        recreated = self._run(
+            self._recreate_script,
+            [
+                self._format_key,
+                *self._meta.values(),
+                *self._items.values(),
+                *self._usage.values(),
+            ],
+            [LAYOUT_VERSION, self._capacity],
+            doing="recreate",
+        )
+        if int(recreated):
+            log.warning(
+                "%s had lost the queue store (Redis restarted without persistence, or was"
+                " flushed): empty queues with capacity %d were created, counters start at 0",
+                self._where,
+                self._capacity,
+            )
+        return operation()
 
     def _call(self, call: Callable[[], Any], *, doing: str = "use") -> Any:
         """The one seam to the server: redis-py's errors and OSError become StoreError.

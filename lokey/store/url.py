@@ -85,11 +85,21 @@ def parse_store_url(text: str) -> StoreUrl:
 
 
 def _parse_redis(value: str) -> StoreUrl:
+    # Credentials first, and never quoted in a message: a password holding "/", "?" or "#"
+    # would otherwise end the authority early and reach the port, path or query checks below.
+    authority = value.partition("://")[2]
+    if "@" in authority:
+        userinfo = authority.rpartition("@")[0]
+        if any(c in userinfo for c in "/?#"):
+            raise ValueError(
+                "the Redis URL's user or password holds / ? or #: percent-encode them"
+                " (%2F %3F %23; @ is %40)"
+            )
     try:
         parts = urlsplit(value)
         port = parts.port
-    except ValueError as exc:  # a port that is not a number, or out of range
-        raise ValueError(f"bad Redis URL: {exc}") from None
+    except ValueError:  # a port that is not a number, or out of range
+        raise ValueError("the Redis port must be a number from 1 to 65535") from None
     if parts.fragment:
         raise ValueError("a Redis URL takes no #fragment")
     try:
