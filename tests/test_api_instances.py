@@ -14,8 +14,9 @@ import asyncio
 import json
 import random
 import re
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
@@ -27,15 +28,16 @@ import pytest
 from lokey.controller.breaker import BreakerState
 from lokey.errors import StoreError
 from lokey.services.api import app as api_app
+from lokey.services.api import leases as leases_module
 from lokey.services.api.background import INSTANCE_BREAKER_OPEN_S
 from lokey.services.api.leases import (
     FORTUNA_POLL,
     LEASE_SAFETY,
-    VIRTIO_SEED,
     LeaseKeeper,
     fortuna_seed_lease,
     holder_id,
     trng_poll_lease,
+    virtio_seed_lease,
 )
 from lokey.services.apps import load_settings
 from lokey.services.settings import ApiSettings, SettingsError
@@ -344,6 +346,24 @@ def test_seeding_takes_its_samples_from_a_controller_whose_breaker_is_closed(
     assert seeded == [True, True]
 
 
+def test_a_seeding_round_moves_on_to_the_next_controller_when_one_fails(
+    tmp_path: Path,
+) -> None:
+    """On an instance that does not poll a dead controller its breaker never opens: the
+    round itself must not be lost to it."""
+    fleet, clock = Fleet(), VirtualClock()
+    fleet.down[CONTROLLERS[0]] = 0  # refuses connections; its breaker here is still closed
+    with fleet_api(tmp_path, fleet, clock) as client:
+        background = api_service(client).background
+        for index in range(len(FORTUNAS)):
+            call(client, partial(background.seed_fortuna, index))
+        seeded = [f.seeded for f in background.fortunas]
+        breaker = background.controllers[0].breaker.state
+    assert seeded == [True, True]  # in their first rounds, despite the dead controller
+    assert len(fleet.sent(CONTROLLERS[1], "/generate")) == 2
+    assert breaker is BreakerState.CLOSED
+
+
 def test_one_fortuna_down_leaves_the_other_seeded_on_its_own_schedule(tmp_path: Path) -> None:
     fleet, clock = Fleet(), VirtualClock()
     fleet.down[FORTUNAS[0]] = 0
@@ -461,7 +481,7 @@ def test_status_scale_names_the_store_and_this_instance_for_an_unshared_store(
         *(trng_poll_lease(url) for url in CONTROLLERS),
         FORTUNA_POLL,
         *(fortuna_seed_lease(url) for url in FORTUNAS),
-        VIRTIO_SEED,
+        virtio_seed_lease(VIRTIO),
     }
     assert scale["leases"] == dict.fromkeys(names, True)  # nobody else could hold them
 
@@ -640,6 +660,111 @@ def test_a_config_change_on_one_instance_reaches_another_through_the_shared_stor
     # the ALLOW_PEEK rule: the second instance does not allow peeking, so it keeps consuming
     assert consume == {"consume": True}
     assert own == {"consume": False}
+
+
+class SlowConfigStore(SharedMemoryStore):
+    """``config()`` waits for ``go``; ``entered`` says a read has begun; writes recorded."""
+
+    def __init__(self, inner: MemoryStore, table: LeaseTable) -> None:
+        super().__init__(inner, table)
+        self.entered = threading.Event()
+        self.go = threading.Event()
+        self.go.set()
+        self.updates: list[dict[str, object]] = []
+
+    def config(self) -> dict[str, object]:
+        self.entered.set()
+        self.go.wait(10)
+        return self._inner.config()
+
+    def update_config(self, values: Mapping[str, object]) -> None:
+        self.updates.append(dict(values))
+        self._inner.update_config(values)
+
+
+def test_a_reload_in_progress_never_undoes_a_change_made_through_this_instance(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reload that read the store before a PUT must not apply what it read after it (with
+    ALLOW_PEEK a lost consume=true would serve the same bytes again)."""
+    fleet, clock = Fleet(), VirtualClock()
+    store = SlowConfigStore(MemoryStore(), LeaseTable(clock))
+    with (
+        opening(monkeypatch, store),
+        fleet_api(tmp_path, fleet, clock, ALLOW_PEEK="true") as client,
+    ):
+        service = api_service(client)
+        assert client.put("/api/v1/config/consume", json={"consume": False}).status_code == 200
+        written = len(store.updates)
+        store.go.clear()
+        store.entered.clear()
+        assert client.portal is not None
+        reload = client.portal.start_task_soon(service.reload_config)
+        assert store.entered.wait(10)  # the reload is reading the old consume=false
+        put = threading.Thread(
+            target=lambda: client.put("/api/v1/config/consume", json={"consume": True})
+        )
+        put.start()
+        deadline = time.monotonic() + 10
+        # either the PUT waits for the reload (right) or it writes meanwhile (the defect)
+        while not service.config_lock._waiters and len(store.updates) == written:
+            assert time.monotonic() < deadline, "the PUT neither waited nor wrote"
+            time.sleep(0.001)
+        wrote_meanwhile = len(store.updates) > written
+        store.go.set()
+        reload.result(10)
+        put.join(10)
+        consume = client.get("/api/v1/config/consume").json()
+    assert not wrote_meanwhile
+    assert consume == {"consume": True}
+
+
+def test_an_instance_without_virtio_never_takes_a_virtio_lease(tmp_path: Path) -> None:
+    fleet, clock = Fleet(), VirtualClock()
+    with fleet_api(tmp_path, fleet, clock, VIRTIO_ADDR="") as client:
+        names = api_service(client).leases.names
+    assert not [name for name in names if name.startswith("virtio-seed")]
+    assert virtio_seed_lease(VIRTIO) == f"virtio-seed {VIRTIO}"  # one lease per VirtIO peer
+
+
+class StuckLeaseStore(SharedMemoryStore):
+    """Lease calls that never answer (a store that stopped responding)."""
+
+    def __init__(self, inner: MemoryStore, table: LeaseTable) -> None:
+        super().__init__(inner, table)
+        self.stuck = threading.Event()
+        self.unblock = threading.Event()
+
+    def lease(self, name: str, holder: str, ttl_s: float) -> bool:
+        if self.stuck.is_set():
+            self.unblock.wait(30)
+        return super().lease(name, holder, ttl_s)
+
+    def release_lease(self, name: str, holder: str) -> None:
+        self.unblock.wait(30)
+
+
+def test_a_store_that_stops_answering_holds_neither_a_renewal_round_nor_shutdown(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every lease at once under one deadline: 20 leases on a silent store cost one deadline,
+    not 20 call timeouts (with 64 + 64 peers that was minutes at shutdown)."""
+    monkeypatch.setattr(leases_module, "RELEASE_DEADLINE_S", 0.2)
+    clock = VirtualClock()
+    store = StuckLeaseStore(MemoryStore(), LeaseTable(clock))
+    keeper = LeaseKeeper(store, "a", 0.5, clock, [f"job {n}" for n in range(20)])
+    try:
+        renew(keeper)
+        assert all(keeper.view().values())
+        store.stuck.set()
+        started = time.monotonic()
+        renew(keeper)  # at most half a lease (0.25 s), whatever the store does
+        asyncio.run(keeper.release())  # at most RELEASE_DEADLINE_S
+        took = time.monotonic() - started
+    finally:
+        store.unblock.set()
+    assert took < 2.0
+    assert not any(keeper.view().values())  # released (or expired): never assumed held
 
 
 def test_stopping_an_api_instance_releases_the_leases_it_holds(

@@ -9,6 +9,7 @@ peer at a refused address: it must still answer, report itself degraded and stop
 from __future__ import annotations
 
 import os
+import re
 import stat
 import sys
 from pathlib import Path
@@ -376,6 +377,21 @@ def test_peer_address_lists_are_comma_separated_with_blanks_ignored(variable: st
 def test_a_duplicate_peer_address_is_refused_naming_it(variable: str) -> None:
     with pytest.raises(SettingsError, match=f"{variable} names http://a.lan:1 twice"):
         load_api_settings({variable: "http://a.lan:1,http://b.lan:2,http://a.lan:1/"})
+
+
+@pytest.mark.parametrize(
+    ("value", "named"),
+    [
+        ("http://Pi-1.lan:8081,http://pi-1.LAN:8081", "http://Pi-1.lan:8081"),
+        ("http://pi-1.lan,http://pi-1.lan:80", "http://pi-1.lan"),
+        ("https://pi-1.lan:443,https://pi-1.lan", "https://pi-1.lan:443"),
+    ],
+)
+def test_the_same_peer_written_two_ways_is_a_duplicate(value: str, named: str) -> None:
+    """Host names are case-blind and a default port is no port: both spellings would poll one
+    chip in two loops under two leases."""
+    with pytest.raises(SettingsError, match=f"names {re.escape(named)} twice"):
+        load_api_settings({"CONTROLLER_ADDR": value})
 
 
 @pytest.mark.parametrize("variable", ["CONTROLLER_ADDR", "FORTUNA_ADDR"])

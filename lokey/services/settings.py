@@ -447,6 +447,9 @@ def _address(value: object) -> object:
     return text
 
 
+_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+
+
 def _addresses(value: object) -> object:
     """One base URL (:func:`_address`'s rule and messages) or a comma-separated list of them:
     blanks around commas and empty entries are ignored, a duplicate is refused (it would poll
@@ -466,15 +469,22 @@ def _addresses(value: object) -> object:
         raise ValueError("must name at least one base URL")
     if len(parts) > MAX_INSTANCES:
         raise ValueError(f"names {len(parts)} base URLs; at most {MAX_INSTANCES} are allowed")
+    import httpx  # noqa: PLC0415 - as in _address
+
     seen: list[str] = []
+    origins: dict[tuple[str, str, int], str] = {}
     for position, part in enumerate(parts, start=1):
         try:
             url = _address(part)
         except ValueError as exc:
             raise ValueError(f"entry {position} ({part!r}) {exc}") from None
         assert isinstance(url, str)
-        if url in seen:
-            raise ValueError(f"names {url} twice (each instance once)")
+        # the same instance however written: host case and an explicit default port
+        parsed = httpx.URL(url)
+        origin = (parsed.scheme, parsed.host, parsed.port or _DEFAULT_PORTS[parsed.scheme])
+        if origin in origins:
+            raise ValueError(f"names {origins[origin]} twice (each instance once)")
+        origins[origin] = url
         seen.append(url)
     return tuple(seen)
 

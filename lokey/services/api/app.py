@@ -229,9 +229,12 @@ class ApiService:
 
     async def reload_config(self) -> float:
         """Apply the run-time configuration saved in a shared store (another API instance
-        may have changed it); the seconds until the next reload."""
-        saved = await anyio.to_thread.run_sync(self.store.config)
+        may have changed it); the seconds until the next reload.
+
+        Read and applied under the configuration lock: a change made through this instance
+        meanwhile must not be overwritten by what the store held a moment before it."""
         async with self.config_lock:
+            saved = await anyio.to_thread.run_sync(self.store.config)
             consume = saved.get(_CONFIG_CONSUME)
             if isinstance(consume, bool):
                 # the ALLOW_PEEK rule holds here too: without it reads always consume

@@ -60,10 +60,10 @@ from lokey.quality.health import HealthSnapshot, HealthState, HealthTracker
 from lokey.quality.legacy import LegacyMetrics, LegacySnapshot
 from lokey.services.api.leases import (
     FORTUNA_POLL,
-    VIRTIO_SEED,
     LeaseKeeper,
     fortuna_seed_lease,
     trng_poll_lease,
+    virtio_seed_lease,
 )
 from lokey.services.api.peers import SAMPLE_BYTES, PeerError, Peers, PeerUnavailableError
 from lokey.services.settings import SeedingSource
@@ -259,7 +259,8 @@ class Background:
             leases.add(FORTUNA_POLL)
             for fortuna in self.fortunas:
                 leases.add(fortuna_seed_lease(fortuna.url))
-            leases.add(VIRTIO_SEED)
+            if peers.virtio is not None:  # an instance without VirtIO must not hold its lease
+                leases.add(virtio_seed_lease(peers.virtio))
 
     # -- the first instance (the only one unless CONTROLLER_ADDR/FORTUNA_ADDR list several) ----
 
@@ -576,23 +577,33 @@ class Background:
         count = self.config.fortuna_seed_samples
         if first:
             count = max(MIN_FIRST_SEED_SAMPLES, count)
-        controller = self._seed_controller()
-        if controller is None:
-            fortuna.counters["seed_failed"] += 1
-            problem = PeerError("controller", "every controller instance's breaker is open")
-            self._failed("fortuna_seed", problem, fortuna.url)
+        # A controller that fails is followed by the next one in the same round: only the
+        # instance polling a controller feeds its breaker, so on the others a dead controller
+        # still looks usable and would otherwise cost every other round.
+        samples: list[bytes] = []
+        source: ControllerInstance | None = None
+        for _ in self.controllers:
+            controller = self._seed_controller()
+            if controller is None:
+                fortuna.counters["seed_failed"] += 1
+                problem = PeerError("controller", "every controller instance's breaker is open")
+                self._failed("fortuna_seed", problem, fortuna.url)
+                return retry
+            try:
+                samples = await self.peers.samples(count, base=controller.url)
+            except PeerUnavailableError as exc:
+                self.counters["fortuna_seed_unavailable"] += 1
+                fortuna.counters["seed_unavailable"] += 1
+                return min(exc.retry_after_s, retry) if first else max(retry, exc.retry_after_s)
+            except PeerError as exc:
+                fortuna.counters["seed_failed"] += 1
+                self._failed("fortuna_seed", exc, fortuna.url)
+                continue
+            source = controller
+            break
+        if source is None:
             return retry
-        try:
-            samples = await self.peers.samples(count, base=controller.url)
-        except PeerUnavailableError as exc:
-            self.counters["fortuna_seed_unavailable"] += 1
-            fortuna.counters["seed_unavailable"] += 1
-            return min(exc.retry_after_s, retry) if first else max(retry, exc.retry_after_s)
-        except PeerError as exc:
-            fortuna.counters["seed_failed"] += 1
-            self._failed("fortuna_seed", exc, fortuna.url)
-            return retry
-        controller.counters["seed_samples_fetched"] += len(samples)
+        source.counters["seed_samples_fetched"] += len(samples)
         seeds = [sample for sample in samples if _gate(sample)]
         self.counters["fortuna_seed_gated_out"] += len(samples) - len(seeds)
         if len(seeds) < (MIN_FIRST_SEED_SAMPLES if first else 1):
@@ -614,7 +625,7 @@ class Background:
         poll = self.config.virtio_poll_s
         if self.peers.virtio is None:
             return max(poll, 1.0)
-        waiting = self._lease_wait(VIRTIO_SEED)
+        waiting = self._lease_wait(virtio_seed_lease(self.peers.virtio))
         if waiting is not None:
             return waiting
         now = self.clock.monotonic()

@@ -32,11 +32,11 @@ from lokey.store import QueueStore
 __all__ = [
     "FORTUNA_POLL",
     "LEASE_SAFETY",
-    "VIRTIO_SEED",
     "LeaseKeeper",
     "fortuna_seed_lease",
     "holder_id",
     "trng_poll_lease",
+    "virtio_seed_lease",
 ]
 
 log = logging.getLogger("lokey.services.api")
@@ -46,7 +46,10 @@ log = logging.getLogger("lokey.services.api")
 LEASE_SAFETY: Final = 0.8
 RENEWALS_PER_LEASE: Final = 3  # renewed every ttl/3: two renewals may fail before it is lost
 FORTUNA_POLL: Final = "fortuna-poll"
-VIRTIO_SEED: Final = "virtio-seed"
+#: Renewing or releasing every lease at once may take at most this long (the store's own call
+#: timeout is longer: a store that does not answer must not hold a round, or a shutdown).
+ROUND_DEADLINE_FRACTION: Final = 0.5
+RELEASE_DEADLINE_S: Final = 2.0
 
 
 #: lokey.store.base.check_lease's limit on a lease name.
@@ -68,6 +71,12 @@ def trng_poll_lease(url: str) -> str:
 
 def fortuna_seed_lease(url: str) -> str:
     return _named("fortuna-seed", url)
+
+
+def virtio_seed_lease(url: str) -> str:
+    """Named after the VirtIO service: API instances feeding different VMs' rings (one VirtIO
+    per hypervisor) each seed their own."""
+    return _named("virtio-seed", url)
 
 
 def holder_id() -> str:
@@ -117,28 +126,36 @@ class LeaseKeeper:
         return {name: self.held(name) for name in self.names}
 
     async def renew(self) -> None:
-        """One round: take or renew every lease; a failed call leaves its old deadline to
-        run out (the store may be unreachable: never assume the lease)."""
+        """One round: take or renew every lease, all at once, for at most half a lease. A call
+        that fails or is late leaves its old deadline to run out (the store may be
+        unreachable: never assume the lease)."""
         if not self.shared:
             return
-        for name in self.names:
-            started = self.clock.monotonic()
-            try:
-                ok = await anyio.to_thread.run_sync(self.store.lease, name, self.holder, self.ttl_s)
-            except Exception as exc:  # the store down must not stop the renewing
-                self._failures += 1
-                if self._failures % 100 == 1:
-                    log.warning("lease %r not renewed (%d failures): %s", name, self._failures, exc)
-                continue
-            was_held = self.held(name)
-            if ok:
-                self._deadlines[name] = started + self.ttl_s * LEASE_SAFETY
-                if not was_held:
-                    log.info("took the lease %r: this instance runs it now", name)
-            else:
-                self._deadlines.pop(name, None)
-                if was_held:
-                    log.warning("lost the lease %r to another instance", name)
+        with anyio.move_on_after(self.ttl_s * ROUND_DEADLINE_FRACTION):
+            async with anyio.create_task_group() as group:
+                for name in self.names:
+                    group.start_soon(self._renew_one, name)
+
+    async def _renew_one(self, name: str) -> None:
+        started = self.clock.monotonic()
+        try:
+            ok = await anyio.to_thread.run_sync(
+                self.store.lease, name, self.holder, self.ttl_s, abandon_on_cancel=True
+            )
+        except Exception as exc:  # the store down must not stop the renewing
+            self._failures += 1
+            if self._failures % 100 == 1:
+                log.warning("lease %r not renewed (%d failures): %s", name, self._failures, exc)
+            return
+        was_held = self.held(name)
+        if ok:
+            self._deadlines[name] = started + self.ttl_s * LEASE_SAFETY
+            if not was_held:
+                log.info("took the lease %r: this instance runs it now", name)
+        else:
+            self._deadlines.pop(name, None)
+            if was_held:
+                log.warning("lost the lease %r to another instance", name)
 
     async def run(self) -> None:
         """Renew forever (only for a shared store; otherwise there is nothing to do)."""
@@ -149,14 +166,23 @@ class LeaseKeeper:
             await asyncio.sleep(self.renew_every_s)
 
     async def release(self) -> None:
-        """Give up every lease held (shutdown); failures are logged, not raised."""
+        """Give up every lease held (shutdown), all at once and for at most
+        RELEASE_DEADLINE_S: a lease not released expires by itself, a hung shutdown does
+        not. Failures are logged, not raised."""
         if not self.shared:
             return
-        for name in self.names:
-            if name not in self._deadlines:
-                continue
-            self._deadlines.pop(name)
-            try:
-                await anyio.to_thread.run_sync(self.store.release_lease, name, self.holder)
-            except Exception as exc:  # it expires on its own anyway
-                log.warning("lease %r not released (it expires by itself): %s", name, exc)
+        held = [name for name in self.names if self._deadlines.pop(name, None) is not None]
+        with anyio.move_on_after(RELEASE_DEADLINE_S) as scope:
+            async with anyio.create_task_group() as group:
+                for name in held:
+                    group.start_soon(self._release_one, name)
+        if scope.cancelled_caught:
+            log.warning("leases not released in %g s (they expire)", RELEASE_DEADLINE_S)
+
+    async def _release_one(self, name: str) -> None:
+        try:
+            await anyio.to_thread.run_sync(
+                self.store.release_lease, name, self.holder, abandon_on_cancel=True
+            )
+        except Exception as exc:  # it expires on its own anyway
+            log.warning("lease %r not released (it expires by itself): %s", name, exc)
