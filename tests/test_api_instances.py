@@ -767,6 +767,42 @@ def test_a_store_that_stops_answering_holds_neither_a_renewal_round_nor_shutdown
     assert not any(keeper.view().values())  # released (or expired): never assumed held
 
 
+def test_a_fortuna_that_lost_its_seed_is_seeded_at_once_by_the_instance_seeding_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One instance polls Fortuna, another seeds it: the poller's "not seeded" reaches the
+    seeder through the shared store at its next reload, not at its next seeding interval."""
+    fleet, clock = Fleet(), VirtualClock()
+    table = LeaseTable(clock)
+    store = SharedMemoryStore(MemoryStore(), table)
+    fortuna = FORTUNAS[0]
+    env = {"FORTUNA_ADDR": fortuna, "FORTUNA_SEED_INTERVAL_SECONDS": "600"}
+    with (
+        opening(monkeypatch, store),
+        fleet_api(tmp_path / "a", fleet, clock, **env) as seeder_client,
+        fleet_api(tmp_path / "b", fleet, clock, **env) as poller_client,
+    ):
+        seeder, poller = api_service(seeder_client), api_service(poller_client)
+        far = clock.monotonic() + 1_000
+        table.holders[FORTUNA_POLL] = (poller.leases.holder, far)
+        table.holders[fortuna_seed_lease(fortuna)] = (seeder.leases.holder, far)
+        call(seeder_client, seeder.leases.renew)
+        call(poller_client, poller.leases.renew)
+        assert call(seeder_client, seeder.background.seed_fortuna) == 600
+        call(seeder_client, seeder.reload_config)  # the hints already there are known
+        fleet.unseeded.add(fortuna)  # Fortuna restarted without its seed file
+        call(poller_client, poller.background.poll_fortuna)
+        assert seeder.background.fortunas[0].seeded  # it cannot know yet
+        call(seeder_client, seeder.reload_config)
+        told = not seeder.background.fortunas[0].seeded
+        assert call(seeder_client, seeder.background.seed_fortuna) == 600
+        call(poller_client, poller.background.poll_fortuna)
+        call(seeder_client, seeder.reload_config)  # the same hint again: nothing more to do
+    assert told
+    assert len(fleet.sent(fortuna, "/seed")) == 2  # seeded, then again once told
+    assert fortuna not in fleet.unseeded
+
+
 def test_stopping_an_api_instance_releases_the_leases_it_holds(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

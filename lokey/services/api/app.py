@@ -249,6 +249,7 @@ class ApiService:
             size = saved.get(_CONFIG_VIRTIO_SIZE)
             if _is_int(size):
                 self.virtio_size = size
+            self.background.seeders_hints(saved)
         return CONFIG_RELOAD_S
 
     async def virtio_level(self) -> VirtioLevel:

@@ -44,9 +44,10 @@ import asyncio
 import contextlib
 import logging
 import math
+import secrets
 import threading
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -91,6 +92,8 @@ TOPUP_ITEM_BYTES: Final = 64 << 10
 FIRST_SEED_RETRY_S: Final = 1.0
 NOT_SEEDED: Final = "Generator not seeded"  # the Fortuna service's 503 (spec §3, LoKey)
 MIN_FIRST_SEED_SAMPLES: Final = 2  # design.md "Fortuna start-up": >= 64 bytes, a direct reseed
+#: A poller tells the other API instances that a Fortuna lost its seed at most this often.
+UNSEEDED_HINT_EVERY_S: Final = 5.0
 FAILURE_LOG_EVERY: Final = 100  # a persistent failure is logged on its 1st, 101st, ... time
 #: How long a controller or Fortuna instance whose calls failed 5 times in a row is skipped
 #: before one trial call: short, since the others carry on meanwhile and a rebooting Pi is
@@ -199,6 +202,8 @@ class FortunaInstance:
         self.first_seed_attempts = 0
         self.seed_wake = asyncio.Event()
         self.poll_after = -math.inf  # not polled before this (a 503 or a failure)
+        self.hint_after = -math.inf  # no "lost its seed" hint to other instances before this
+        self.hint_seen: object = None  # the last such hint read from the shared store
         self.counters: Counter[str] = Counter()
         self.last_ok: bool | None = None
 
@@ -216,6 +221,11 @@ class FortunaInstance:
         self.seeded = False
         self.first_seed_attempts = 0
         self.seed_wake.set()
+
+
+def unseeded_hint_key(url: str) -> str:
+    """The shared-configuration key under which pollers say Fortuna ``url`` lost its seed."""
+    return f"fortuna_unseeded {url}"
 
 
 class Background:
@@ -253,6 +263,7 @@ class Background:
         self._held: set[str] = set()
         self._next_poll_fortuna = 0  # round-robin positions
         self._next_seed_controller = 0
+        self._hints_read = False
         if leases is not None:
             for controller in self.controllers:
                 leases.add(trng_poll_lease(controller.url))
@@ -418,6 +429,35 @@ class Background:
             return FORTUNA_ITEM_BYTES
         return float(self.config.fortuna_interval_s)
 
+    async def _tell_seeder(self, fortuna: FortunaInstance, now: float) -> None:
+        """With a shared store the instance seeding ``fortuna`` may be another API process:
+        a hint in the shared configuration (a fresh token under :func:`unseeded_hint_key`)
+        reaches it at its next reload, so it seeds at once instead of at its next interval.
+        At most one hint per Fortuna every UNSEEDED_HINT_EVERY_S."""
+        if self.leases is None or not self.leases.shared or now < fortuna.hint_after:
+            return
+        fortuna.hint_after = now + UNSEEDED_HINT_EVERY_S
+        hint = {unseeded_hint_key(fortuna.url): secrets.token_hex(4)}
+        try:
+            await anyio.to_thread.run_sync(self.store.update_config, hint)
+        except LokeyError as exc:  # the seeder still reseeds at its next interval
+            log.warning("could not pass on that Fortuna %s lost its seed: %s", fortuna.url, exc)
+
+    def seeders_hints(self, saved: Mapping[str, object]) -> None:
+        """Act on hints from other instances' pollers (:meth:`_tell_seeder`): a Fortuna this
+        instance seeds, said to have lost its seed, is seeded again at once. A hint is acted
+        on once; the hints found by the first reload are taken as known (a fresh instance
+        seeds every Fortuna in its first round anyway)."""
+        first, self._hints_read = not self._hints_read, True
+        for fortuna in self.fortunas:
+            token = saved.get(unseeded_hint_key(fortuna.url))
+            if token is None or token == fortuna.hint_seen:
+                continue
+            fortuna.hint_seen = token
+            seeds_it = self.leases is None or self.leases.held(fortuna_seed_lease(fortuna.url))
+            if not first and seeds_it:
+                fortuna.lost_its_seed()
+
     def _fortuna_poll_regained(self) -> None:
         self._next_fortuna_poll = self.clock.monotonic()
 
@@ -451,6 +491,7 @@ class Background:
             self.counters["fortuna_poll_unavailable"] += 1
             if NOT_SEEDED in str(exc):
                 fortuna.lost_its_seed()
+                await self._tell_seeder(fortuna, now)
             delay = max(self.config.fortuna_interval_s, min(exc.retry_after_s, 1.0))
             fortuna.poll_after = now + delay
             return 0.0 if self._another_fortuna_ready(fortuna) else delay
