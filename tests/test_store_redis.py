@@ -750,3 +750,49 @@ def test_missing_counters_beside_the_format_key_are_an_error_not_a_fresh_start(
         store.stats("trng")
     assert raw.llen("{" + prefix + "}:trng:items") == 1  # nothing dropped behind the error
     store.close()
+
+
+def test_a_push_whose_reply_is_lost_is_never_run_again_even_if_the_store_is_gone(
+    raw: redis.Redis, prefix: str
+) -> None:
+    """The push ran (another instance served its bytes), then the store was lost, then the
+    reply: running the push again on fresh queues would serve those bytes twice."""
+    first, second = (RedisStore(redis_url(), prefix=prefix) for _ in "ab")
+    real = first._push_script
+    tag = "{" + prefix + "}"
+    served: list[bytes] = []
+
+    def ran_then_lost(keys: list[str], args: list[Any]) -> Any:
+        reply = real(keys=keys, args=args)
+        if served:
+            return reply  # run again: its bytes are queued a second time
+        served.append(second.take("trng", 8))
+        raw.delete(*raw.keys(f"{tag}*"))  # the server restarted without persistence
+        raise redis.TimeoutError("Timeout reading from socket")
+
+    first._push_script = ran_then_lost  # type: ignore[assignment]
+    with pytest.raises(StoreError, match="Timeout"):
+        first.push("trng", [bytes(range(1, 9))])
+    first._push_script = real
+    with pytest.raises(NotEnoughDataError):  # the next operation recreates, empty
+        served.append(second.take("trng", 8))
+    assert served == [bytes(range(1, 9))]
+    first.close()
+    second.close()
+
+
+def test_an_at_sign_in_a_socket_path_is_part_of_the_path() -> None:
+    parsed = parse_store_url("unix:///run/redis@main/redis.sock")
+    assert parsed.redis_url == "unix:///run/redis@main/redis.sock?db=0"
+
+
+def test_a_server_that_may_evict_any_key_is_warned_about(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server = start_redis_server("--maxmemory-policy", "allkeys-lru")
+    try:
+        warnings = _open_and_warnings(server.url, caplog)
+    finally:
+        server.kill()
+    assert len(warnings) == 1
+    assert "maxmemory-policy noeviction" in warnings[0]

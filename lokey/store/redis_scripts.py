@@ -26,6 +26,7 @@ __all__ = [
     "INIT",
     "LEASE",
     "META_FIELDS",
+    "MISSING_PREFIX",
     "PUSH",
     "RECREATE",
     "RELEASE",
@@ -36,6 +37,9 @@ __all__ = [
 META_FIELDS: Final = tuple(f.name for f in fields(QueueMeta))
 # Scripts prefix their own error replies with this, so a message says where it came from.
 ERROR_PREFIX: Final = "LOKEY"
+# The error code of a script that found a queue's counters gone (before any write): the one
+# failure after which the store may recreate its layout and run the script again.
+MISSING_PREFIX: Final = "LOKEYMISSING"
 # Items one LRANGE of a drop reads at a time: with 64 KiB Fortuna items a round holds 8 MiB.
 DROP_ROUND: Final = 128
 # Lua's unpack() fails beyond LUAI_MAXCSTACK (8000) values: RPUSH in chunks below that.
@@ -63,7 +67,7 @@ local function load_meta(key)
   local meta = {{}}
   for i, name in ipairs(FIELDS) do
     if not values[i] then
-      fail('the queue counters at ' .. key .. ' are missing')
+      error({{err = '{MISSING_PREFIX} the queue counters at ' .. key .. ' are missing'}})
     end
     meta[name] = tonumber(values[i])
   end

@@ -255,7 +255,8 @@ class RedisStore:
                 lambda: self._client.hmget(self._meta[src], list(redis_scripts.META_FIELDS))
             )
             if any(value is None for value in values):
-                raise StoreError(f"{self._where}: the {src} queue's counters are missing")
+                problem = f"{self._where}: the {src} queue's counters are missing"
+                raise _CountersMissingError(problem)
             return values
 
         values = self._after_a_lost_store(read)
@@ -386,16 +387,18 @@ class RedisStore:
         return self._after_a_lost_store(lambda: self._run(script, keys, args))
 
     def _after_a_lost_store(self, operation: Callable[[], T]) -> T:
-        """``operation()``; if it failed because the server lost the whole store (a restart
-        without persistence, a flush: the format key is gone too), empty queues are created
-        and it runs once more. A failed queue script wrote nothing (every check comes before
-        its first write), so running it again does nothing twice. Counters that are gone while
-        the format key stays are a real disagreement: that error is raised as it is."""
+        """``operation()``; if the server answered that a queue's counters are gone and the
+        format key is gone too (the server lost the whole store: a restart without
+        persistence, a flush), empty queues are created and it runs once more.
+
+        Only that answer counts: the script checked before its first write, so it wrote
+        nothing and running it again does nothing twice. Any other failure (a timeout, a
+        dropped connection) is raised as it is, even if the store is gone meanwhile: the
+        script may have run, and a push run twice would store its samples twice. Counters
+        gone while the format key stays are a real disagreement, raised as it is too."""
         try:
             return operation()
-        except StoreClosedError:
-            raise
-        except StoreError as failure:
+        except _CountersMissingError as failure:
             try:
                 lost = not self._call(lambda: self._client.exists(self._format_key))
             except StoreError:
@@ -433,6 +436,10 @@ class RedisStore:
         except (redis.RedisError, OSError) as exc:
             if self._closed:  # closed while the call was on its way: the caller sees why
                 raise StoreClosedError("the queue store is closed") from exc
+            if isinstance(exc, redis.ResponseError) and str(exc).startswith(
+                redis_scripts.MISSING_PREFIX
+            ):
+                raise _CountersMissingError(f"cannot {doing} {self._where}: {exc}") from exc
             raise StoreError(f"cannot {doing} {self._where}: {exc}") from exc
 
     def _check_durability(self) -> None:
@@ -441,7 +448,7 @@ class RedisStore:
         def read() -> dict[str, str] | redis.ResponseError:
             found: dict[str, str] = {}
             try:
-                for name in ("save", "appendonly", "appendfsync"):
+                for name in ("save", "appendonly", "appendfsync", "maxmemory-policy"):
                     for key, value in self._client.config_get(name).items():
                         found[_text(key)] = _text(value)
             except redis.ResponseError as exc:  # CONFIG renamed or forbidden: managed Redis
@@ -458,6 +465,14 @@ class RedisStore:
                 config,
             )
             return
+        policy = config.get("maxmemory-policy", "noeviction")
+        if policy.startswith("allkeys-"):
+            log.warning(
+                "%s may evict any key when full (maxmemory-policy %s): an evicted queue key"
+                " loses its bytes and breaks the store; set maxmemory-policy noeviction",
+                self._where,
+                policy,
+            )
         if not restart_can_roll_back(config):
             return
         log.warning(
@@ -473,6 +488,10 @@ class RedisStore:
 
     def __repr__(self) -> str:
         return f"RedisStore({self._display!r}, prefix={self._prefix!r})"
+
+
+class _CountersMissingError(StoreError):
+    """The server answered that a queue's counters are gone (nothing was written)."""
 
 
 def restart_can_roll_back(config: Mapping[str, str]) -> bool:

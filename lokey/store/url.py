@@ -87,13 +87,15 @@ def parse_store_url(text: str) -> StoreUrl:
 def _parse_redis(value: str) -> StoreUrl:
     # Credentials first, and never quoted in a message: a password holding "/", "?" or "#"
     # would otherwise end the authority early and reach the port, path or query checks below.
-    authority = value.partition("://")[2]
-    if "@" in authority:
-        userinfo = authority.rpartition("@")[0]
+    # unix:// takes no credentials (its authority must be empty, checked below), and an "@"
+    # in a socket path is just a character.
+    scheme, _, rest = value.partition("://")
+    if scheme.lower() != "unix" and "@" in rest:
+        userinfo = rest.rpartition("@")[0]
         if any(c in userinfo for c in "/?#"):
             raise ValueError(
-                "the Redis URL's user or password holds / ? or #: percent-encode them"
-                " (%2F %3F %23; @ is %40)"
+                "the Redis URL's user or password holds / ? or # (percent-encode them:"
+                " %2F %3F %23, and @ as %40), or an @ stands after the host"
             )
     try:
         parts = urlsplit(value)
