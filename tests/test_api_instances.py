@@ -22,6 +22,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
@@ -362,6 +363,33 @@ def test_a_seeding_round_moves_on_to_the_next_controller_when_one_fails(
     assert seeded == [True, True]  # in their first rounds, despite the dead controller
     assert len(fleet.sent(CONTROLLERS[1], "/generate")) == 2
     assert breaker is BreakerState.CLOSED
+
+
+def test_concurrent_seeding_rounds_each_try_every_controller_once(tmp_path: Path) -> None:
+    """Two Fortunas' rounds at once share the round-robin position: a round that waits on a
+    dead controller must still go on to the live one, not back to the dead one."""
+    fleet, clock = Fleet(), VirtualClock()
+    dead = CONTROLLERS[0]
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if _origin(request.url) == dead:
+            fleet.requests.append(request)
+            for _ in range(50):  # a dead host takes a while to fail: the other round runs
+                await asyncio.sleep(0)
+            raise httpx.ConnectError("timed out", request=request)
+        return fleet(request)
+
+    settings = api_settings(tmp_path, **fleet_env())
+    with running_api(settings, transport=httpx.MockTransport(handler), clock=clock) as client:
+        background = api_service(client).background
+
+        async def both() -> list[float]:
+            return list(await asyncio.gather(*map(background.seed_fortuna, (0, 1))))
+
+        call(client, both)
+        seeded = [f.seeded for f in background.fortunas]
+    assert seeded == [True, True]
+    assert len(fleet.sent(dead, "/generate")) == 1  # tried once, by one round
 
 
 def test_one_fortuna_down_leaves_the_other_seeded_on_its_own_schedule(tmp_path: Path) -> None:
@@ -801,6 +829,63 @@ def test_a_fortuna_that_lost_its_seed_is_seeded_at_once_by_the_instance_seeding_
     assert told
     assert len(fleet.sent(fortuna, "/seed")) == 2  # seeded, then again once told
     assert fortuna not in fleet.unseeded
+
+
+def test_an_instance_that_seeds_the_fortuna_it_polls_reseeds_once_and_leaves_no_hint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fleet, clock = Fleet(), VirtualClock()
+    store = SharedMemoryStore(MemoryStore(), LeaseTable(clock))
+    fortuna = FORTUNAS[0]
+    env = {"FORTUNA_ADDR": fortuna, "FORTUNA_SEED_INTERVAL_SECONDS": "600"}
+    with opening(monkeypatch, store), fleet_api(tmp_path, fleet, clock, **env) as client:
+        service = api_service(client)
+        background = service.background
+        call(client, service.leases.renew)  # the only instance: every lease is its own
+        call(client, background.seed_fortuna)
+        call(client, service.reload_config)
+        fleet.unseeded.add(fortuna)
+        call(client, background.poll_fortuna)  # "not seeded": handled here, at once
+        call(client, background.seed_fortuna)
+        call(client, service.reload_config)
+        seeded = background.fortunas[0].seeded
+        hints = [key for key in store.config() if key.startswith("fortuna_unseeded")]
+    assert seeded
+    assert hints == []
+    assert len(fleet.sent(fortuna, "/seed")) == 2
+
+
+class LateLeaseStore(SharedMemoryStore):
+    """A lease call that answers only once ``answer`` is set (a slow store)."""
+
+    def __init__(self, inner: MemoryStore, table: LeaseTable) -> None:
+        super().__init__(inner, table)
+        self.answer = threading.Event()
+        self.answered = threading.Event()
+
+    def lease(self, name: str, holder: str, ttl_s: float) -> bool:
+        self.answer.wait(10)
+        try:
+            return super().lease(name, holder, ttl_s)
+        finally:
+            self.answered.set()
+
+
+def test_a_renewal_cut_off_by_shutdown_cannot_take_its_lease_back_after_the_release() -> None:
+    clock = VirtualClock()
+    table = LeaseTable(clock)
+    store = LateLeaseStore(MemoryStore(), table)
+    keeper = LeaseKeeper(store, "a", 0.5, clock, ["job"])
+
+    async def shutdown() -> None:
+        with anyio.move_on_after(0.01):  # the renewal task is cancelled mid-call
+            await keeper.renew()
+        threading.Timer(0.05, store.answer.set).start()  # the store answers a moment later
+        await keeper.release()
+
+    asyncio.run(shutdown())
+    assert store.answered.wait(10)
+    assert table.holders == {}  # released after the late renewal reached the store
 
 
 def test_stopping_an_api_instance_releases_the_leases_it_holds(

@@ -436,8 +436,12 @@ class Background:
         At most one hint per Fortuna every UNSEEDED_HINT_EVERY_S."""
         if self.leases is None or not self.leases.shared or now < fortuna.hint_after:
             return
+        if self.leases.held(fortuna_seed_lease(fortuna.url)):
+            return  # this instance seeds it: lost_its_seed has already woken the seeding
         fortuna.hint_after = now + UNSEEDED_HINT_EVERY_S
-        hint = {unseeded_hint_key(fortuna.url): secrets.token_hex(4)}
+        token = secrets.token_hex(4)
+        fortuna.hint_seen = token  # should this instance take the seeding over, it is known
+        hint = {unseeded_hint_key(fortuna.url): token}
         try:
             await anyio.to_thread.run_sync(self.store.update_config, hint)
         except LokeyError as exc:  # the seeder still reseeds at its next interval
@@ -600,16 +604,15 @@ class Background:
         fortuna.counters["seed_samples"] += samples
         self._succeeded("fortuna_seed", fortuna.url)
 
-    def _seed_controller(self) -> ControllerInstance | None:
-        """The next controller (round-robin) whose poll breaker is not open."""
+    def _seed_controllers(self) -> list[ControllerInstance]:
+        """This round's controllers, each once, in round-robin order from the next one: those
+        whose poll breaker is not open. The next round starts one further on (several
+        Fortunas' rounds share the position, so each round takes its own list at once)."""
         count = len(self.controllers)
-        for offset in range(count):
-            position = (self._next_seed_controller + offset) % count
-            controller = self.controllers[position]
-            if controller.breaker.state is not BreakerState.OPEN:
-                self._next_seed_controller = (position + 1) % count
-                return controller
-        return None
+        start = self._next_seed_controller
+        self._next_seed_controller = (start + 1) % count
+        order = (self.controllers[(start + offset) % count] for offset in range(count))
+        return [c for c in order if c.breaker.state is not BreakerState.OPEN]
 
     async def _gated_samples(
         self, first: bool, retry: float, fortuna: FortunaInstance
@@ -623,13 +626,13 @@ class Background:
         # still looks usable and would otherwise cost every other round.
         samples: list[bytes] = []
         source: ControllerInstance | None = None
-        for _ in self.controllers:
-            controller = self._seed_controller()
-            if controller is None:
-                fortuna.counters["seed_failed"] += 1
-                problem = PeerError("controller", "every controller instance's breaker is open")
-                self._failed("fortuna_seed", problem, fortuna.url)
-                return retry
+        candidates = self._seed_controllers()
+        if not candidates:
+            fortuna.counters["seed_failed"] += 1
+            problem = PeerError("controller", "every controller instance's breaker is open")
+            self._failed("fortuna_seed", problem, fortuna.url)
+            return retry
+        for controller in candidates:
             try:
                 samples = await self.peers.samples(count, base=controller.url)
             except PeerUnavailableError as exc:

@@ -21,6 +21,7 @@ import logging
 import os
 import secrets
 import socket
+import threading
 from collections.abc import Iterable
 from typing import Final
 
@@ -103,6 +104,10 @@ class LeaseKeeper:
         self.shared = bool(store.shared)
         self.names: list[str] = []
         self._deadlines: dict[str, float] = {}
+        self._calls = 0  # lease calls still running in worker threads
+        self._calls_lock = threading.Lock()
+        self._no_calls = threading.Event()
+        self._no_calls.set()
         self._failures = 0
         for name in names:
             self.add(name)
@@ -138,10 +143,11 @@ class LeaseKeeper:
 
     async def _renew_one(self, name: str) -> None:
         started = self.clock.monotonic()
+        with self._calls_lock:
+            self._calls += 1
+            self._no_calls.clear()
         try:
-            ok = await anyio.to_thread.run_sync(
-                self.store.lease, name, self.holder, self.ttl_s, abandon_on_cancel=True
-            )
+            ok = await anyio.to_thread.run_sync(self._lease, name, abandon_on_cancel=True)
         except Exception as exc:  # the store down must not stop the renewing
             self._failures += 1
             if self._failures % 100 == 1:
@@ -157,6 +163,17 @@ class LeaseKeeper:
             if was_held:
                 log.warning("lost the lease %r to another instance", name)
 
+    def _lease(self, name: str) -> bool:
+        """The store call, in a worker thread; counted until it returns, even when the round
+        that made it was cancelled (see :meth:`release`)."""
+        try:
+            return self.store.lease(name, self.holder, self.ttl_s)
+        finally:
+            with self._calls_lock:
+                self._calls -= 1
+                if not self._calls:
+                    self._no_calls.set()
+
     async def run(self) -> None:
         """Renew forever (only for a shared store; otherwise there is nothing to do)."""
         if not self.shared:
@@ -171,10 +188,15 @@ class LeaseKeeper:
         not. Failures are logged, not raised."""
         if not self.shared:
             return
-        held = [name for name in self.names if self._deadlines.pop(name, None) is not None]
+        self._deadlines.clear()
         with anyio.move_on_after(RELEASE_DEADLINE_S) as scope:
+            # A renewal cut off by the shutdown may still reach the store: wait for it, or it
+            # would take its lease back after the release, and the others would wait a ttl.
+            # Then every name is released, held or not: a late renewal's lease is not in
+            # _deadlines, and releasing a lease someone else holds changes nothing.
+            await anyio.to_thread.run_sync(self._no_calls.wait, abandon_on_cancel=True)
             async with anyio.create_task_group() as group:
-                for name in held:
+                for name in self.names:
                     group.start_soon(self._release_one, name)
         if scope.cancelled_caught:
             log.warning("leases not released in %g s (they expire)", RELEASE_DEADLINE_S)
